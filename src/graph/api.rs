@@ -1,0 +1,212 @@
+//! The SQL functions of SPEC section 1. Thin: parse arguments, call the core, report.
+
+use super::catalog::Catalog;
+use super::model::{
+    parse, parse_entity, parse_event_source, parse_part, parse_relationship, DataGraph, Identifiers,
+};
+use super::validate::{validate, Report};
+use super::{edit, spi, summary, to_dot};
+use crate::error::{problems_json, Problem, Result};
+use crate::{max_depth, raise, raise_all};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+/// Validates a graph against the live catalog.
+fn check(graph: &DataGraph) -> Result<(Catalog, Report)> {
+    let cat = spi::load_catalog(graph)?;
+    let report = validate(graph, &cat, max_depth());
+    Ok((cat, report))
+}
+
+/// Validates and stores a graph, returning the summary. Nothing is stored on error.
+fn save(graph: DataGraph) -> Result<Value> {
+    let (cat, report) = check(&graph)?;
+    if !report.problems.is_empty() {
+        raise_all(&report.problems);
+    }
+    spi::store_graph(&graph, &cat)?;
+    Ok(summary(&graph, &report.warnings))
+}
+
+/// Loads the stored graph under the graph lock, applies `change`, saves it.
+fn change(f: impl FnOnce(&mut DataGraph) -> Result<()>) -> JsonB {
+    let run = || -> Result<Value> {
+        spi::lock_graph()?;
+        let mut g = spi::load_graph()?;
+        f(&mut g)?;
+        save(g)
+    };
+    match run() {
+        Ok(v) => JsonB(v),
+        Err(p) => raise(&p),
+    }
+}
+
+fn parsed<T>(r: std::result::Result<T, Vec<Problem>>) -> T {
+    r.unwrap_or_else(|ps| raise_all(&ps))
+}
+
+/// Replaces the stored Data Graph with `graph`, atomically, after validating it.
+#[pg_extern(volatile, parallel_unsafe)]
+fn la_define_data_graph(graph: JsonB) -> JsonB {
+    let g = parsed(parse(&graph.0));
+    change(|stored| {
+        *stored = g;
+        Ok(())
+    })
+}
+
+/// The problems of a graph as data: `[]` when it is valid. Nothing is stored.
+#[pg_extern(volatile, parallel_unsafe)]
+fn la_validate_data_graph(graph: JsonB) -> JsonB {
+    let problems = match parse(&graph.0) {
+        Err(ps) => ps,
+        Ok(g) => match check(&g) {
+            Ok((_, report)) => report.problems,
+            Err(p) => vec![p],
+        },
+    };
+    JsonB(problems_json(&problems))
+}
+
+/// The stored graph, as JSON.
+#[pg_extern(stable, parallel_safe)]
+fn la_data_graph() -> JsonB {
+    JsonB(spi::load_graph().unwrap_or_else(|p| raise(&p)).to_json())
+}
+
+/// The stored graph as Graphviz DOT text.
+#[pg_extern(stable, parallel_safe)]
+fn la_data_graph_dot() -> String {
+    to_dot(&spi::load_graph().unwrap_or_else(|p| raise(&p)))
+}
+
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = "CREATE FUNCTION la_register_profile(table_ref regclass, primary_key text, user_id text DEFAULT NULL) \
+           RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+)]
+fn la_register_profile(
+    table_ref: pg_sys::Oid,
+    primary_key: String,
+    user_id: Option<String>,
+) -> JsonB {
+    change(|g| {
+        let table = spi::regclass_name(table_ref)?;
+        edit::set_profile(g, table, primary_key, user_id);
+        Ok(())
+    })
+}
+
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = "CREATE FUNCTION la_register_identifiers(table_ref regclass, profile_key text, type_column text, value_column text) \
+           RETURNS jsonb STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+)]
+fn la_register_identifiers(
+    table_ref: pg_sys::Oid,
+    profile_key: String,
+    type_column: String,
+    value_column: String,
+) -> JsonB {
+    change(|g| {
+        let table_ref = spi::regclass_name(table_ref)?;
+        edit::set_identifiers(
+            g,
+            Identifiers {
+                table_ref,
+                profile_key,
+                type_column,
+                value_column,
+            },
+        )
+    })
+}
+
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = "CREATE FUNCTION la_register_entity(slug text, table_ref regclass, primary_key text, name text DEFAULT NULL, enrichment_enabled boolean DEFAULT true) \
+           RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+)]
+fn la_register_entity(
+    slug: String,
+    table_ref: pg_sys::Oid,
+    primary_key: String,
+    name: Option<String>,
+    enrichment_enabled: Option<bool>,
+) -> JsonB {
+    change(|g| {
+        let table_ref = spi::regclass_name(table_ref)?;
+        let doc = json!({"slug": slug, "name": name, "table_ref": table_ref,
+                         "primary_key": primary_key, "enrichment_enabled": enrichment_enabled});
+        edit::upsert_entity(g, parsed(parse_part(parse_entity, &doc, "$")));
+        Ok(())
+    })
+}
+
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = "CREATE FUNCTION la_register_relationship(slug text, related_entity text, parent text DEFAULT NULL, \
+           join_on text DEFAULT NULL, \"trait\" jsonb DEFAULT NULL, external_id jsonb DEFAULT NULL, \
+           junction_table jsonb DEFAULT NULL, name text DEFAULT NULL) \
+           RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+)]
+#[allow(clippy::too_many_arguments)]
+fn la_register_relationship(
+    slug: String,
+    related_entity: String,
+    parent: Option<String>,
+    join_on: Option<String>,
+    trait_join: Option<JsonB>,
+    external_id: Option<JsonB>,
+    junction_table: Option<JsonB>,
+    name: Option<String>,
+) -> JsonB {
+    let doc = json!({
+        "slug": slug, "related_entity": related_entity, "name": name, "join_on": join_on,
+        "trait": trait_join.map(|j| j.0), "external_id": external_id.map(|j| j.0),
+        "junction_table": junction_table.map(|j| j.0),
+    });
+    let rel = parsed(parse_part(parse_relationship, &doc, "$"));
+    change(|g| edit::upsert_relationship(g, parent.as_deref(), rel))
+}
+
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = "CREATE FUNCTION la_register_event_source(table_ref regclass, profile_key text, name_column text, timestamp_column text, properties_column text DEFAULT NULL) \
+           RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+)]
+fn la_register_event_source(
+    table_ref: pg_sys::Oid,
+    profile_key: String,
+    name_column: String,
+    timestamp_column: String,
+    properties_column: Option<String>,
+) -> JsonB {
+    change(|g| {
+        let table_ref = spi::regclass_name(table_ref)?;
+        let doc = json!({"table_ref": table_ref, "profile_key": profile_key, "name_column": name_column,
+                         "timestamp_column": timestamp_column, "properties_column": properties_column});
+        edit::set_events(g, parsed(parse_part(parse_event_source, &doc, "$")));
+        Ok(())
+    })
+}
+
+/// Removes an entity; refused while a relationship (or an audience) uses it.
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn la_unregister_entity(slug: String) -> JsonB {
+    change(|g| edit::remove_entity(g, &slug))
+}
+
+/// Removes a relationship; refused while it has nested relationships (or an audience
+/// uses it).
+#[pg_extern(volatile, parallel_unsafe, strict)]
+fn la_unregister_relationship(slug: String) -> JsonB {
+    change(|g| edit::remove_relationship(g, &slug))
+}

@@ -1,0 +1,204 @@
+//! A snapshot of the Postgres catalog for the tables a graph names. It is a plain
+//! value, read once through SPI (`crate::graph::spi`), so validation and compilation
+//! stay pure and testable without a database.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// `quote_ident(name)`, as Postgres quotes it.
+    pub quoted: String,
+    /// `format_type(atttypid, atttypmod)`.
+    pub type_name: String,
+    pub type_oid: u32,
+    /// `pg_type.typcategory` of the column's type (domains: of their base type).
+    pub category: char,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Table {
+    /// `schema.name`, quoted by Postgres: usable as is in SQL.
+    pub quoted: String,
+    pub schema: String,
+    pub name: String,
+    pub readable: bool,
+    pub columns: Vec<Column>,
+    /// Columns that lead at least one index.
+    pub indexed: Vec<String>,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+    pub fn column_names(&self) -> impl Iterator<Item = &str> + Clone {
+        self.columns.iter().map(|c| c.name.as_str())
+    }
+    /// How the table is named in messages: `schema.name`.
+    pub fn display(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// What a table reference resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(Table),
+    /// Not found; `candidates` are existing tables to suggest.
+    Missing {
+        candidates: Vec<String>,
+    },
+    /// Not a valid table name at all (e.g. three dotted parts).
+    Malformed(String),
+}
+
+/// The tables a graph names, by their `table_ref` as written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Catalog {
+    pub tables: BTreeMap<String, Lookup>,
+}
+
+impl Catalog {
+    pub fn table(&self, table_ref: &str) -> Option<&Table> {
+        match self.tables.get(table_ref) {
+            Some(Lookup::Found(t)) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `=` between the two column types is well defined without a cast the user
+/// did not ask for: the same type, or two types of the numeric, string or date/time
+/// categories (int4 = int8, varchar = text, date = timestamptz).
+pub fn comparable(a: &Column, b: &Column) -> bool {
+    a.type_oid == b.type_oid || (a.category == b.category && matches!(a.category, 'N' | 'S' | 'D'))
+}
+
+/// Splits a table reference into `[schema, name]` or `[name]`, Postgres style:
+/// unquoted parts fold to lower case, `"quoted"` parts keep case and may hold dots.
+pub fn split_table_ref(table_ref: &str) -> Result<Vec<String>, String> {
+    let mut parts = Vec::new();
+    let mut chars = table_ref.trim().chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => part.push(c),
+                    None => return Err("unterminated quoted identifier".into()),
+                }
+            }
+            if part.is_empty() {
+                return Err("zero-length quoted identifier".into());
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                if !(c.is_alphanumeric() || c == '_' || c == '$') {
+                    return Err(format!("unexpected character {c:?}"));
+                }
+                part.extend(c.to_lowercase());
+                chars.next();
+            }
+            if part.is_empty() {
+                return Err("empty name".into());
+            }
+        }
+        parts.push(part);
+        match chars.next() {
+            None => break,
+            Some('.') => continue,
+            Some(c) => return Err(format!("unexpected character {c:?}")),
+        }
+    }
+    if parts.len() > 2 {
+        return Err(format!(
+            "{} dotted parts; a table is named as schema.table or table",
+            parts.len()
+        ));
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    pub fn col(name: &str, ty: &str) -> Column {
+        let (oid, cat) = match ty {
+            "integer" => (23, 'N'),
+            "bigint" => (20, 'N'),
+            "numeric" => (1700, 'N'),
+            "text" => (25, 'S'),
+            "character varying" => (1043, 'S'),
+            "boolean" => (16, 'B'),
+            "date" => (1082, 'D'),
+            "timestamp with time zone" => (1184, 'D'),
+            "jsonb" => (3802, 'U'),
+            "uuid" => (2950, 'U'),
+            other => panic!("no test type {other}"),
+        };
+        Column {
+            name: name.into(),
+            quoted: if name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                name.into()
+            } else {
+                format!("\"{name}\"")
+            },
+            type_name: ty.into(),
+            type_oid: oid,
+            category: cat,
+        }
+    }
+
+    pub fn table(schema: &str, name: &str, cols: &[(&str, &str)], indexed: &[&str]) -> Table {
+        Table {
+            quoted: format!("{schema}.{name}"),
+            schema: schema.into(),
+            name: name.into(),
+            readable: true,
+            columns: cols.iter().map(|(n, t)| col(n, t)).collect(),
+            indexed: indexed.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn splits_table_refs() {
+        assert_eq!(
+            split_table_ref("public.pets").unwrap(),
+            vec!["public", "pets"]
+        );
+        assert_eq!(split_table_ref("Pets").unwrap(), vec!["pets"]);
+        assert_eq!(
+            split_table_ref("\"My Schema\".\"a.b\"").unwrap(),
+            vec!["My Schema", "a.b"]
+        );
+        assert!(split_table_ref("db.public.pets").is_err());
+        assert!(split_table_ref("pets; drop table x").is_err());
+        assert!(split_table_ref("").is_err());
+        assert!(split_table_ref("\"open").is_err());
+    }
+
+    #[test]
+    fn comparability() {
+        assert!(comparable(&col("a", "integer"), &col("b", "bigint")));
+        assert!(comparable(
+            &col("a", "text"),
+            &col("b", "character varying")
+        ));
+        assert!(comparable(&col("a", "uuid"), &col("b", "uuid")));
+        assert!(!comparable(&col("a", "uuid"), &col("b", "text")));
+        assert!(!comparable(&col("a", "integer"), &col("b", "text")));
+        assert!(!comparable(&col("a", "boolean"), &col("b", "integer")));
+    }
+}

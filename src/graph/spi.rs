@@ -1,0 +1,162 @@
+//! The SPI edge of the Data Graph: reading the catalog snapshot, storing and loading
+//! the graph.
+
+use super::catalog::{split_table_ref, Catalog, Lookup, Table};
+use super::model::{parse, DataGraph};
+use crate::error::{Kind, Problem, Result};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+/// One table with its columns, privileges and indexed columns, as JSON. `$1` is the
+/// schema (NULL: the first visible table of that name), `$2` the table name.
+const TABLE_SQL: &str = r#"
+SELECT pg_catalog.jsonb_build_object(
+    'quoted', pg_catalog.format('%I.%I', n.nspname, c.relname),
+    'schema', n.nspname,
+    'name', c.relname,
+    'readable', pg_catalog.has_table_privilege(c.oid, 'SELECT'),
+    'columns', (
+        SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'name', a.attname,
+                   'quoted', pg_catalog.quote_ident(a.attname),
+                   'type_name', pg_catalog.format_type(a.atttypid, a.atttypmod),
+                   'type_oid', a.atttypid::pg_catalog.int8,
+                   'category', t.typcategory) ORDER BY a.attnum)
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+    'indexed', (
+        SELECT pg_catalog.coalesce(pg_catalog.jsonb_agg(DISTINCT a.attname), '[]')
+        FROM pg_catalog.pg_index i
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = c.oid))
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND c.relname = $2
+  AND CASE WHEN $1 IS NULL THEN pg_catalog.pg_table_is_visible(c.oid) ELSE n.nspname = $1 END
+LIMIT 1
+"#;
+
+/// Tables a user could have meant, for hints.
+const CANDIDATES_SQL: &str = r#"
+SELECT pg_catalog.coalesce(pg_catalog.jsonb_agg(n.nspname || '.' || c.relname ORDER BY 1), '[]')
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'linked_audiences')
+  AND n.nspname NOT LIKE 'pg\_%'
+"#;
+
+fn internal(e: impl std::fmt::Display) -> Problem {
+    Problem::new(
+        Kind::Internal,
+        "",
+        format!("linked_audiences internal error: {e}"),
+    )
+}
+
+fn table(schema: Option<&str>, name: &str) -> Result<Option<Table>> {
+    let found = Spi::get_one_with_args::<JsonB>(TABLE_SQL, &[schema.into(), name.into()])
+        .map_err(internal)?;
+    found
+        .map(|j| serde_json::from_value::<Table>(j.0).map_err(internal))
+        .transpose()
+}
+
+/// Reads what the catalog says about every table the graph names.
+pub fn load_catalog(graph: &DataGraph) -> Result<Catalog> {
+    let mut cat = Catalog::default();
+    let mut candidates: Option<Vec<String>> = None;
+    for table_ref in graph.table_refs() {
+        let lookup = match split_table_ref(&table_ref) {
+            Err(why) => Lookup::Malformed(why),
+            Ok(parts) => {
+                let (schema, name) = match parts.as_slice() {
+                    [s, n] => (Some(s.as_str()), n.as_str()),
+                    [n] => (None, n.as_str()),
+                    _ => unreachable!("split_table_ref returns one or two parts"),
+                };
+                match table(schema, name)? {
+                    Some(t) => Lookup::Found(t),
+                    None => {
+                        if candidates.is_none() {
+                            let v = Spi::get_one::<JsonB>(CANDIDATES_SQL).map_err(internal)?;
+                            candidates = Some(
+                                v.and_then(|j| serde_json::from_value(j.0).ok())
+                                    .unwrap_or_default(),
+                            );
+                        }
+                        Lookup::Missing {
+                            candidates: candidates.clone().unwrap_or_default(),
+                        }
+                    }
+                }
+            }
+        };
+        cat.tables.insert(table_ref, lookup);
+    }
+    Ok(cat)
+}
+
+/// The qualified name of a relation given as regclass.
+pub fn regclass_name(oid: pg_sys::Oid) -> Result<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = $1",
+        &[oid.into()],
+    )
+    .map_err(internal)?
+    .ok_or_else(|| {
+        Problem::new(
+            Kind::UndefinedTable,
+            "table_ref",
+            format!("relation with OID {} does not exist", oid.to_u32()),
+        )
+    })
+}
+
+/// Serializes graph mutations; readers are not blocked.
+pub fn lock_graph() -> Result<()> {
+    Spi::run("LOCK TABLE linked_audiences.data_graph IN SHARE ROW EXCLUSIVE MODE").map_err(internal)
+}
+
+/// The stored graph; an empty one when none was defined.
+pub fn load_graph() -> Result<DataGraph> {
+    let stored =
+        Spi::get_one::<JsonB>("SELECT graph FROM linked_audiences.data_graph").map_err(internal)?;
+    match stored {
+        None => Ok(DataGraph::default()),
+        Some(j) => parse(&j.0).map_err(|mut ps| {
+            internal(format!(
+                "the stored graph does not parse: {}",
+                ps.remove(0).full_message()
+            ))
+        }),
+    }
+}
+
+/// Replaces the stored graph, with where each table resolved to.
+pub fn store_graph(graph: &DataGraph, cat: &Catalog) -> Result<()> {
+    let resolved: serde_json::Map<String, Value> = cat
+        .tables
+        .iter()
+        .filter_map(|(r, l)| match l {
+            Lookup::Found(t) => Some((r.clone(), json!({"schema": t.schema, "name": t.name}))),
+            _ => None,
+        })
+        .collect();
+    Spi::run_with_args(
+        "INSERT INTO linked_audiences.data_graph AS g (singleton, graph, tables, updated_at)
+         VALUES (true, $1, $2, pg_catalog.now())
+         ON CONFLICT (singleton) DO UPDATE
+         SET graph = excluded.graph, tables = excluded.tables, updated_at = excluded.updated_at",
+        &[
+            JsonB(graph.to_json()).into(),
+            JsonB(Value::Object(resolved)).into(),
+        ],
+    )
+    .map_err(internal)
+}
