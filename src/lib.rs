@@ -91,10 +91,7 @@ pub fn raise_all(ps: &[Problem]) -> ! {
 }
 
 #[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
-mod tests {
-    mod graph;
-}
+mod pg_tests;
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

@@ -49,7 +49,7 @@ pub fn distance(a: &str, b: &str) -> usize {
 }
 
 /// The candidates closest to `target`, best first: those within a few edits, or that
-/// contain it or are contained in it.
+/// contain it (a prefix or part of a name typed).
 pub fn nearest<'a, I>(target: &str, candidates: I) -> Vec<String>
 where
     I: IntoIterator<Item = &'a str>,
@@ -61,7 +61,7 @@ where
         .filter_map(|c| {
             let d = distance(target, c);
             let lc = c.to_lowercase();
-            let related = !t.is_empty() && (lc.contains(&t) || t.contains(&lc));
+            let related = t.chars().count() >= 3 && lc.contains(&t);
             (d <= limit || related).then(|| (d, c.to_string()))
         })
         .collect();

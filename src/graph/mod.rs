@@ -8,6 +8,9 @@ pub mod model;
 pub mod spi;
 pub mod validate;
 
+#[cfg(test)]
+mod tests;
+
 use crate::error::{problems_json, Problem};
 use model::{DataGraph, Join, Relationship};
 use serde_json::{json, Value};

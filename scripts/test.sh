@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests and #[pg_test]s (cargo pgrx test), then the pg_regress
+# suite under tests/pg_regress against a cluster of its own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+PGXS=$(dirname "$($PG_CONFIG --pgxs)")
+
+log=$(mktemp)
+echo "== cargo pgrx test (unit tests and #[pg_test]s)"
+rm -rf /tmp/pgrx-pgdata
+cargo pgrx test pg15 --runas postgres --pgdata /tmp/pgrx-pgdata 2>&1 | tee "$log"
+cargo_passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+
+echo "== pg_regress (tests/pg_regress)"
+cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
+dir=/tmp/la-regress
+port=54329
+scripts/cluster.sh stop "$dir"
+rm -rf "$dir"
+trap 'scripts/cluster.sh stop "$dir"' EXIT
+scripts/cluster.sh start "$dir" "$port" contrib_regression
+out=$dir/out
+mkdir -p "$out" && chown postgres: "$out"
+tests=$(grep -Eo '^test: .*' tests/pg_regress/schedule | sed 's/^test: //' | tr '\n' ' ')
+set +e
+runuser -u postgres -- "$PGXS/src/test/regress/pg_regress" \
+  --bindir=/usr/lib/postgresql/15/bin --host="$dir" --port="$port" --user=postgres \
+  --inputdir="$root/tests/pg_regress" --outputdir="$out" --dbname=contrib_regression \
+  --use-existing $tests
+regress=$?
+set -e
+total=$(echo $tests | wc -w)
+if [ $regress -ne 0 ]; then
+  cat "$out/regression.diffs" 2>/dev/null | head -300
+  failed=$(grep -c '^not ok\|FAILED\|failed (ignored)' "$out/regression.out" 2>/dev/null || echo 1)
+  echo "pg_regress: $((total - failed)) passed, $failed failed"
+  exit 1
+fi
+echo "tests: $((cargo_passed + total)) passed, 0 failed"
