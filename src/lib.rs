@@ -11,6 +11,7 @@ pub mod error;
 pub mod graph;
 pub mod json;
 pub mod names;
+pub mod sql;
 
 use error::{Kind, Problem};
 

@@ -54,7 +54,9 @@ pub fn nearest<'a, I>(target: &str, candidates: I) -> Vec<String>
 where
     I: IntoIterator<Item = &'a str>,
 {
-    let limit = 2.max(target.chars().count() / 3);
+    let len = target.chars().count();
+    // Short names get one edit: "ts" is not a typo of "id".
+    let limit = if len <= 4 { 1 } else { 2.max(len / 3) };
     let t = target.to_lowercase();
     let mut scored: Vec<(usize, String)> = candidates
         .into_iter()

@@ -98,10 +98,11 @@ pub fn resolve(placed: &Placed<'_>) -> Result<ResolvedJoin, JoinError> {
     let parent = parent_names(placed);
     let child = child_names(placed);
     let example = format!(
-        "For example: \"{}.id = {}.{}_id\".",
-        parent[0],
+        "Compare a column of \"{}\" with one of \"{}\", for example \"{}.id = {}.<column>\".",
+        parent.last().unwrap_or(&"parent"),
         child[1],
-        parent.last().unwrap_or(&"parent")
+        parent.last().unwrap_or(&"parent"),
+        child[1],
     );
     match &placed.rel.join {
         Join::Trait { name, join_key } => Ok(ResolvedJoin::Direct {

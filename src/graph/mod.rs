@@ -11,7 +11,7 @@ pub mod validate;
 #[cfg(test)]
 mod tests;
 
-use crate::error::{problems_json, Problem};
+use crate::error::Problem;
 use model::{DataGraph, Join, Relationship};
 use serde_json::{json, Value};
 
@@ -22,7 +22,11 @@ pub fn summary(g: &DataGraph, warnings: &[Problem]) -> Value {
         "relationships": g.relationships().len(),
         "max_depth": g.max_depth(),
         "events": g.events.is_some(),
-        "warnings": problems_json(warnings),
+        "warnings": warnings.iter().map(|w| {
+            let mut v = w.to_json();
+            v.as_object_mut().map(|o| o.remove("sqlstate"));
+            v
+        }).collect::<Vec<_>>(),
     })
 }
 

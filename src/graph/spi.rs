@@ -4,6 +4,7 @@
 use super::catalog::{split_table_ref, Catalog, Lookup, Table};
 use super::model::{parse, DataGraph};
 use crate::error::{Kind, Problem, Result};
+use crate::sql::{internal, jsonb_row};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -27,7 +28,7 @@ SELECT pg_catalog.jsonb_build_object(
         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
     'indexed', (
-        SELECT pg_catalog.coalesce(pg_catalog.jsonb_agg(DISTINCT a.attname), '[]')
+        SELECT coalesce(pg_catalog.jsonb_agg(DISTINCT a.attname), '[]')
         FROM pg_catalog.pg_index i
         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
         WHERE i.indrelid = c.oid))
@@ -41,7 +42,7 @@ LIMIT 1
 
 /// Tables a user could have meant, for hints.
 const CANDIDATES_SQL: &str = r#"
-SELECT pg_catalog.coalesce(pg_catalog.jsonb_agg(n.nspname || '.' || c.relname ORDER BY 1), '[]')
+SELECT coalesce(pg_catalog.jsonb_agg(n.nspname || '.' || c.relname ORDER BY 1), '[]')
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
@@ -49,19 +50,9 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT LIKE 'pg\_%'
 "#;
 
-fn internal(e: impl std::fmt::Display) -> Problem {
-    Problem::new(
-        Kind::Internal,
-        "",
-        format!("linked_audiences internal error: {e}"),
-    )
-}
-
 fn table(schema: Option<&str>, name: &str) -> Result<Option<Table>> {
-    let found = Spi::get_one_with_args::<JsonB>(TABLE_SQL, &[schema.into(), name.into()])
-        .map_err(internal)?;
-    found
-        .map(|j| serde_json::from_value::<Table>(j.0).map_err(internal))
+    jsonb_row(TABLE_SQL, &[schema.into(), name.into()])?
+        .map(|j| serde_json::from_value::<Table>(j).map_err(internal))
         .transpose()
 }
 
@@ -82,9 +73,9 @@ pub fn load_catalog(graph: &DataGraph) -> Result<Catalog> {
                     Some(t) => Lookup::Found(t),
                     None => {
                         if candidates.is_none() {
-                            let v = Spi::get_one::<JsonB>(CANDIDATES_SQL).map_err(internal)?;
+                            let v = jsonb_row(CANDIDATES_SQL, &[])?;
                             candidates = Some(
-                                v.and_then(|j| serde_json::from_value(j.0).ok())
+                                v.and_then(|j| serde_json::from_value(j).ok())
                                     .unwrap_or_default(),
                             );
                         }
@@ -103,9 +94,9 @@ pub fn load_catalog(graph: &DataGraph) -> Result<Catalog> {
 /// The qualified name of a relation given as regclass.
 pub fn regclass_name(oid: pg_sys::Oid) -> Result<String> {
     Spi::get_one_with_args::<String>(
-        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
-         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.oid = $1",
+        "SELECT (SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.oid = $1)",
         &[oid.into()],
     )
     .map_err(internal)?
@@ -125,11 +116,9 @@ pub fn lock_graph() -> Result<()> {
 
 /// The stored graph; an empty one when none was defined.
 pub fn load_graph() -> Result<DataGraph> {
-    let stored =
-        Spi::get_one::<JsonB>("SELECT graph FROM linked_audiences.data_graph").map_err(internal)?;
-    match stored {
+    match jsonb_row("SELECT graph FROM linked_audiences.data_graph", &[])? {
         None => Ok(DataGraph::default()),
-        Some(j) => parse(&j.0).map_err(|mut ps| {
+        Some(j) => parse(&j).map_err(|mut ps| {
             internal(format!(
                 "the stored graph does not parse: {}",
                 ps.remove(0).full_message()

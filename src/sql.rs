@@ -1,0 +1,29 @@
+//! Small SPI helpers shared by the SQL edges.
+
+use crate::error::{Kind, Problem, Result};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+/// An internal error: a bug or a broken invariant, never bad input.
+pub fn internal(e: impl std::fmt::Display) -> Problem {
+    Problem::new(
+        Kind::Internal,
+        "",
+        format!("linked_audiences internal error: {e}"),
+    )
+}
+
+/// The first column of the first row as jsonb; `None` when there is no row or it is
+/// NULL.
+pub fn jsonb_row(sql: &str, args: &[DatumWithOid<'_>]) -> Result<Option<Value>> {
+    Spi::connect(|client| {
+        let table = client.select(sql, Some(1), args)?;
+        if table.is_empty() {
+            return Ok(None);
+        }
+        Ok(table.first().get_one::<JsonB>()?.map(|j| j.0))
+    })
+    .map_err(|e: pgrx::spi::Error| internal(e))
+}
