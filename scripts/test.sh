@@ -7,7 +7,7 @@ root=$PWD
 scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-PGXS=$(dirname "$($PG_CONFIG --pgxs)")
+PG_REGRESS=$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress
 
 log=$(mktemp)
 echo "== cargo pgrx test (unit tests and #[pg_test]s)"
@@ -27,7 +27,7 @@ out=$dir/out
 mkdir -p "$out" && chown postgres: "$out"
 tests=$(grep -Eo '^test: .*' tests/pg_regress/schedule | sed 's/^test: //' | tr '\n' ' ')
 set +e
-runuser -u postgres -- "$PGXS/src/test/regress/pg_regress" \
+runuser -u postgres -- "$PG_REGRESS" \
   --bindir=/usr/lib/postgresql/15/bin --host="$dir" --port="$port" --user=postgres \
   --inputdir="$root/tests/pg_regress" --outputdir="$out" --dbname=contrib_regression \
   --use-existing $tests
