@@ -12,7 +12,7 @@ RESET client_min_messages;
 SELECT la_define_data_graph(:'graph') AS summary;
 \echo 'Relationships (slug, entity, how it joins its parent):'
 SELECT r->>'slug' AS relationship, r->>'related_entity' AS entity,
-       coalesce(r->>'join_on', r->'trait'::text, r->'external_id'::text, r->'junction_table'->>'table_ref') AS joins_by
+       coalesce(r->>'join_on', (r->'trait')::text, (r->'external_id')::text, 'via ' || (r->'junction_table'->>'table_ref')) AS joins_by
 FROM jsonb_path_query(la_data_graph(), 'strict $.profile.**.relationships[*]') AS r;
 \echo 'Graphviz (psql -Atc "SELECT la_data_graph_dot()" | dot -Tpng > graph.png):'
 \pset format unaligned
