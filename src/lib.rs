@@ -7,6 +7,8 @@
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
+pub mod audience;
+pub mod compile;
 pub mod error;
 pub mod graph;
 pub mod json;

@@ -31,21 +31,32 @@ pub fn path_index(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
-/// Levenshtein distance over chars, case-insensitive.
+/// Edit distance (optimal string alignment: insertions, deletions, substitutions and
+/// transpositions of neighbours), case-insensitive.
 pub fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.to_lowercase().chars().collect();
     let b: Vec<char> = b.to_lowercase().chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
+    let w = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * w];
+    for i in 0..=a.len() {
+        d[i * w] = i;
+    }
+    for (j, cell) in d.iter_mut().enumerate().take(w) {
+        *cell = j;
+    }
     for i in 1..=a.len() {
-        cur[0] = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            let mut v = (d[(i - 1) * w + j] + 1)
+                .min(d[i * w + j - 1] + 1)
+                .min(d[(i - 1) * w + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
+            }
+            d[i * w + j] = v;
         }
-        std::mem::swap(&mut prev, &mut cur);
     }
-    prev[b.len()]
+    d[a.len() * w + b.len()]
 }
 
 /// The candidates closest to `target`, best first: those within a few edits, or that
@@ -129,6 +140,7 @@ mod tests {
         assert_eq!(distance("typ", "type"), 1);
         assert_eq!(distance("", "abc"), 3);
         assert_eq!(distance("Kitten", "sitting"), 3);
+        assert_eq!(distance("plna", "plan"), 1);
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub struct Column {
     pub quoted: String,
     /// `format_type(atttypid, atttypmod)`.
     pub type_name: String,
+    /// The type without its modifier (`numeric`, not `numeric(12,2)`): what values
+    /// are cast to, so a literal is never rounded to the column's scale.
+    pub base_type: String,
     pub type_oid: u32,
     /// `pg_type.typcategory` of the column's type (domains: of their base type).
     pub category: char,
@@ -156,6 +159,7 @@ pub mod tests {
                 format!("\"{name}\"")
             },
             type_name: ty.into(),
+            base_type: ty.into(),
             type_oid: oid,
             category: cat,
         }

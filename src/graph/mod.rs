@@ -9,7 +9,7 @@ pub mod spi;
 pub mod validate;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::error::Problem;
 use model::{DataGraph, Join, Relationship};

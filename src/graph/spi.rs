@@ -22,6 +22,7 @@ SELECT pg_catalog.jsonb_build_object(
                    'name', a.attname,
                    'quoted', pg_catalog.quote_ident(a.attname),
                    'type_name', pg_catalog.format_type(a.atttypid, a.atttypmod),
+                   'base_type', pg_catalog.format_type(a.atttypid, NULL),
                    'type_oid', a.atttypid::pg_catalog.int8,
                    'category', t.typcategory) ORDER BY a.attnum)
         FROM pg_catalog.pg_attribute a

@@ -166,7 +166,7 @@ pub fn demo_catalog() -> Catalog {
     cat
 }
 
-fn check_with(doc: &Value, max_depth: usize) -> Report {
+pub(crate) fn check_with(doc: &Value, max_depth: usize) -> Report {
     match parse(doc) {
         Ok(g) => validate(&g, &demo_catalog(), max_depth),
         Err(problems) => Report {

@@ -1,0 +1,1492 @@
+//! The audience compiler: (graph, catalog snapshot, definition) -> SQL text plus
+//! parameters. Pure: no SPI. Identifiers come only from the catalog snapshot, already
+//! quoted by Postgres; every user value becomes a `$n` parameter.
+//!
+//! Shape of the SQL: a boolean condition over the profile row `p`. A relationship node
+//! is an `EXISTS` semi-join along its path; with a count or an aggregate it is a
+//! grouped subquery (`GROUP BY` the join key, `HAVING` the threshold) joined by
+//! `EXISTS`, or by `NOT EXISTS` with the negated threshold when profiles without
+//! related rows match too (`{"exactly": 0}`, `{"at_most": n}`, `sum < v`). Every
+//! condition is true or false, never NULL, so `not` is an exact complement.
+
+pub mod sql;
+
+use crate::audience::model::{
+    parse, AggFn, Aggregate, Count, EventNode, Filter, Node, NodeKind, Op, Operand, Predicate,
+    RelNode, Subject, Window,
+};
+use crate::error::{Kind, Problem};
+use crate::graph::catalog::{comparable, Catalog, Column, Table};
+use crate::graph::joins::{resolve, ResolvedJoin};
+use crate::graph::model::{DataGraph, Entity};
+use crate::names::{hint_for, path_key};
+use serde_json::Value;
+use sql::{LiteralCheck, ParamValue};
+use std::collections::BTreeMap;
+
+/// What the compiler reads: the graph, the catalog snapshot of its tables, and the
+/// stored definitions of other audiences (for `{"audience": key}`).
+pub struct Ctx<'a> {
+    pub graph: &'a DataGraph,
+    pub cat: &'a Catalog,
+    pub audiences: &'a BTreeMap<String, Value>,
+}
+
+/// The profile table as SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileSql {
+    pub table: String,
+    /// Quoted primary key column.
+    pub pk: String,
+    /// Quoted column sent as userId.
+    pub user_id: String,
+}
+
+/// How to select the rows of one relationship that satisfy a node, per profile: `FROM
+/// {from} WHERE {correlation} AND {conds}`, where `correlation` refers to the profile
+/// row as `p`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntitySelect {
+    pub relationship: String,
+    pub entity: String,
+    pub from: String,
+    pub correlation: String,
+    pub conds: Vec<String>,
+    pub target_alias: String,
+    /// Quoted primary key column of the entity.
+    pub target_pk: String,
+}
+
+impl EntitySelect {
+    /// `WHERE` body: the correlation to `p` and the conditions.
+    pub fn where_sql(&self) -> String {
+        let mut all = vec![self.correlation.clone()];
+        all.extend(self.conds.iter().cloned());
+        all.join(" AND ")
+    }
+}
+
+/// A compiled audience.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compiled {
+    pub profile: ProfileSql,
+    /// Boolean SQL over the profile row `p`.
+    pub condition: String,
+    pub params: Vec<ParamValue>,
+    /// Audience keys referenced directly.
+    pub depends_on: Vec<String>,
+    /// Relationship slugs the definition names.
+    pub relationships: Vec<String>,
+    pub entity_selects: Vec<EntitySelect>,
+    pub literal_checks: Vec<LiteralCheck>,
+}
+
+impl Compiled {
+    /// The members: one row per profile, `profile_id` as text.
+    pub fn members_sql(&self) -> String {
+        format!(
+            "SELECT p.{pk}::pg_catalog.text AS profile_id\nFROM {t} p\nWHERE {c}",
+            pk = self.profile.pk,
+            t = self.profile.table,
+            c = self.condition
+        )
+    }
+
+    pub fn count_sql(&self) -> String {
+        format!(
+            "SELECT pg_catalog.count(*) FROM {} p WHERE {}",
+            self.profile.table, self.condition
+        )
+    }
+}
+
+/// Compiles a definition. `own_key` is the key being defined, if any, so that a
+/// reference back to it is caught as a cycle.
+pub fn compile(
+    ctx: &Ctx<'_>,
+    def: &Value,
+    own_key: Option<&str>,
+) -> Result<Compiled, Vec<Problem>> {
+    let node = parse(def)?;
+    compile_node(ctx, &node, own_key)
+}
+
+pub fn compile_node(
+    ctx: &Ctx<'_>,
+    node: &Node,
+    own_key: Option<&str>,
+) -> Result<Compiled, Vec<Problem>> {
+    let Some(profile) = ctx.graph.profile.as_ref() else {
+        return Err(vec![Problem::new(
+            Kind::NotInPrerequisiteState,
+            "$",
+            "the Data Graph has no profile table",
+        )
+        .with_hint(
+            "Define the Data Graph first: la_define_data_graph or la_register_profile.",
+        )]);
+    };
+    let Some(table) = ctx.cat.table(&profile.table_ref) else {
+        return Err(vec![Problem::new(
+            Kind::UndefinedTable,
+            "$",
+            format!("the profile table \"{}\" does not exist", profile.table_ref),
+        )]);
+    };
+    let col = |name: &str| table.column(name).map(|c| c.quoted.clone());
+    let (Some(pk), Some(user_id)) = (
+        col(&profile.primary_key),
+        col(profile.user_id.as_deref().unwrap_or(&profile.primary_key)),
+    ) else {
+        return Err(vec![Problem::new(
+            Kind::UndefinedColumn,
+            "$",
+            "the profile table lacks its key columns",
+        )]);
+    };
+    let mut c = Compiler {
+        ctx,
+        params: Vec::new(),
+        checks: Vec::new(),
+        problems: Vec::new(),
+        aliases: 0,
+        stack: own_key.map(|k| vec![k.to_string()]).unwrap_or_default(),
+        depends_on: Vec::new(),
+        relationships: Vec::new(),
+        entity_selects: Vec::new(),
+        collect: true,
+    };
+    let scope = vec![Row {
+        slug: "profile".into(),
+        alias: "p".into(),
+        table,
+        entity: None,
+    }];
+    let condition = c.node(node, &scope);
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(Compiled {
+        profile: ProfileSql {
+            table: table.quoted.clone(),
+            pk,
+            user_id,
+        },
+        condition,
+        params: c.params,
+        depends_on: c.depends_on,
+        relationships: c.relationships,
+        entity_selects: c.entity_selects,
+        literal_checks: c.checks,
+    })
+}
+
+/// A row in scope: the profile, or a related row.
+#[derive(Clone)]
+struct Row<'a> {
+    /// "profile", or the relationship slug.
+    slug: String,
+    alias: String,
+    table: &'a Table,
+    entity: Option<&'a Entity>,
+}
+
+impl Row<'_> {
+    fn what(&self) -> String {
+        match self.entity {
+            Some(e) => format!("entity \"{}\"", e.slug),
+            None => "the profile".to_string(),
+        }
+    }
+}
+
+/// A path of joins from a row in scope down to a relationship's rows.
+struct Chain<'a> {
+    from: String,
+    /// Join conditions that are not in `from`'s ON clauses.
+    conds: Vec<String>,
+    /// The expression inside the subquery that equals `outer`.
+    anchor: String,
+    /// The expression on the scope row.
+    outer: String,
+    rows: Vec<Row<'a>>,
+}
+
+/// How a column's values compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Text,
+    Number,
+    Temporal,
+    Bool,
+    Other,
+}
+
+fn class(c: &Column) -> Class {
+    match c.category {
+        'S' => Class::Text,
+        'N' => Class::Number,
+        'D' if c.base_type.starts_with("date") || c.base_type.starts_with("timestamp") => {
+            Class::Temporal
+        }
+        'B' => Class::Bool,
+        _ => Class::Other,
+    }
+}
+
+fn ops_for(cls: Class) -> Vec<Op> {
+    use Op::*;
+    let mut ops = vec![Equals, NotEquals, In, NotIn, IsNull, IsNotNull];
+    match cls {
+        Class::Text => ops.extend([Contains, NotContains, StartsWith, EndsWith]),
+        Class::Number => ops.extend([Gt, Gte, Lt, Lte, Between]),
+        Class::Temporal => ops.extend([
+            Gt,
+            Gte,
+            Lt,
+            Lte,
+            Between,
+            WithinLast,
+            NotWithinLast,
+            Before,
+            After,
+        ]),
+        Class::Bool | Class::Other => {}
+    }
+    ops
+}
+
+fn op_names(ops: &[Op]) -> String {
+    ops.iter().map(|o| o.name()).collect::<Vec<_>>().join(", ")
+}
+
+struct Compiler<'a> {
+    ctx: &'a Ctx<'a>,
+    params: Vec<ParamValue>,
+    checks: Vec<LiteralCheck>,
+    problems: Vec<Problem>,
+    aliases: usize,
+    /// Audience keys being compiled, outermost first: a key met again is a cycle.
+    stack: Vec<String>,
+    depends_on: Vec<String>,
+    relationships: Vec<String>,
+    entity_selects: Vec<EntitySelect>,
+    /// False inside referenced audiences: their entities are not this audience's.
+    collect: bool,
+}
+
+const FALSE: &str = "false";
+
+impl<'a> Compiler<'a> {
+    fn problem(&mut self, p: Problem) -> String {
+        self.problems.push(p);
+        FALSE.to_string()
+    }
+
+    fn alias(&mut self, prefix: &str) -> String {
+        self.aliases += 1;
+        format!("{prefix}{}", self.aliases)
+    }
+
+    fn param(&mut self, v: ParamValue) -> String {
+        self.params.push(v);
+        format!("${}", self.params.len())
+    }
+
+    fn text_param(&mut self, s: &str) -> String {
+        self.param(ParamValue::Text(s.to_string()))
+    }
+
+    // ---- nodes -------------------------------------------------------------------
+
+    fn node(&mut self, n: &Node, scope: &[Row<'a>]) -> String {
+        match &n.kind {
+            NodeKind::All(items) | NodeKind::Any(items) => {
+                let (joiner, empty) = if matches!(n.kind, NodeKind::All(_)) {
+                    (" AND ", "true")
+                } else {
+                    (" OR ", "false")
+                };
+                if items.is_empty() {
+                    return empty.to_string();
+                }
+                let parts: Vec<String> = items.iter().map(|c| self.node(c, scope)).collect();
+                format!("({})", parts.join(joiner))
+            }
+            NodeKind::Not(inner) => format!("NOT ({})", self.node(inner, scope)),
+            NodeKind::Trait(pred) => {
+                let row = scope[0].clone();
+                self.predicate(pred, &row, &scope[..1], "trait")
+            }
+            NodeKind::Audience { key, member } => {
+                let cond = self.audience(key, &n.path, scope);
+                if *member {
+                    cond
+                } else {
+                    format!("NOT ({cond})")
+                }
+            }
+            NodeKind::Relationship(r) => self.rel_node(r, scope, None),
+            NodeKind::Event(e) => self.event(e, scope),
+        }
+    }
+
+    fn audience(&mut self, key: &str, path: &str, scope: &[Row<'a>]) -> String {
+        let at = path_key(path, "audience");
+        if let Some(i) = self.stack.iter().position(|k| k == key) {
+            let mut cycle: Vec<&str> = self.stack[i..].iter().map(String::as_str).collect();
+            cycle.push(key);
+            return self.problem(
+                Problem::invalid(
+                    at,
+                    format!(
+                        "cycle: audience references form a loop ({})",
+                        cycle.join(" -> ")
+                    ),
+                )
+                .with_hint("Audience references must form a DAG."),
+            );
+        }
+        let Some(def) = self.ctx.audiences.get(key) else {
+            let hint = hint_for(
+                key,
+                self.ctx.audiences.keys().map(String::as_str),
+                "audiences",
+            );
+            return self.problem(
+                Problem::invalid(at, format!("audience \"{key}\" does not exist"))
+                    .with_opt_hint(hint),
+            );
+        };
+        if self.stack.len() <= 1 && !self.depends_on.iter().any(|k| k == key) {
+            self.depends_on.push(key.to_string());
+        }
+        let node = match parse(def) {
+            Ok(n) => n,
+            Err(ps) => {
+                return self.problem(Problem::invalid(
+                    at,
+                    format!(
+                        "audience \"{key}\" does not parse: {}",
+                        ps[0].full_message()
+                    ),
+                ))
+            }
+        };
+        let before = self.problems.len();
+        let collect = std::mem::replace(&mut self.collect, false);
+        self.stack.push(key.to_string());
+        let cond = self.node(&node, &scope[..1]);
+        self.stack.pop();
+        self.collect = collect;
+        if self.problems.len() > before {
+            let inner: Vec<Problem> = self.problems.drain(before..).collect();
+            // A cycle found deeper is reported as is; anything else is the referenced
+            // audience's own problem.
+            if let Some(cycle) = inner.iter().find(|p| p.message.starts_with("cycle:")) {
+                let msg = cycle.message.clone();
+                return self.problem(
+                    Problem::invalid(path_key(path, "audience"), msg)
+                        .with_hint("Audience references must form a DAG."),
+                );
+            }
+            return self.problem(
+                Problem::invalid(
+                    at,
+                    format!(
+                        "audience \"{key}\" no longer compiles: {}",
+                        inner[0].full_message()
+                    ),
+                )
+                .with_opt_hint(inner[0].hint.clone()),
+            );
+        }
+        format!("({cond})")
+    }
+
+    /// The relationship rows below the scope row down to `slug`.
+    fn hops(&mut self, slug: &str, at: &str, scope: &[Row<'a>]) -> Option<Vec<String>> {
+        let graph = self.ctx.graph;
+        let current = scope.last().expect("scope has the profile");
+        let Some(full) = graph.path_to(slug) else {
+            let all: Vec<String> = graph
+                .relationships()
+                .iter()
+                .map(|p| p.rel.slug.clone())
+                .collect();
+            let hint = hint_for(slug, all.iter().map(String::as_str), "relationships");
+            self.problem(
+                Problem::invalid(at, format!("relationship \"{slug}\" does not exist"))
+                    .with_opt_hint(hint),
+            );
+            return None;
+        };
+        let base = if current.entity.is_none() {
+            Vec::new()
+        } else {
+            graph.path_to(&current.slug).unwrap_or_default()
+        };
+        if full.len() <= base.len() || full[..base.len()] != base[..] {
+            let below: Vec<String> = graph
+                .relationships()
+                .iter()
+                .filter(|p| {
+                    graph
+                        .path_to(&p.rel.slug)
+                        .is_some_and(|t| t.len() > base.len() && t[..base.len()] == base[..])
+                })
+                .map(|p| p.rel.slug.clone())
+                .collect();
+            let hint = if below.is_empty() {
+                format!("Nothing is related below \"{}\".", current.slug)
+            } else {
+                format!(
+                    "Relationships below \"{}\": {}.",
+                    current.slug,
+                    below.join(", ")
+                )
+            };
+            self.problem(
+                Problem::invalid(
+                    at,
+                    format!("relationship \"{slug}\" is not below \"{}\"", current.slug),
+                )
+                .with_hint(hint),
+            );
+            return None;
+        }
+        Some(full[base.len()..].to_vec())
+    }
+
+    /// Builds the joins for `hops` starting at the scope row.
+    fn chain(&mut self, hops: &[String], scope: &[Row<'a>]) -> Option<Chain<'a>> {
+        let graph = self.ctx.graph;
+        let cat = self.ctx.cat;
+        let mut from = String::new();
+        let mut conds = Vec::new();
+        let mut rows: Vec<Row<'a>> = Vec::new();
+        let (mut anchor, mut outer) = (String::new(), String::new());
+        let internal = |what: String| {
+            Problem::new(
+                Kind::Internal,
+                "$",
+                format!("linked_audiences internal error: {what}"),
+            )
+        };
+        // Co-location: when every entity on the whole path names a profile_key, equate
+        // it along the joins (Citus needs the distribution column in every join).
+        let full_path = graph.path_to(hops.last()?).unwrap_or_default();
+        let colocated = full_path.iter().all(|s| {
+            graph
+                .relationship(s)
+                .and_then(|p| graph.entity(&p.rel.related_entity))
+                .is_some_and(|e| e.profile_key.is_some())
+        });
+        for (i, slug) in hops.iter().enumerate() {
+            let placed = graph.relationship(slug)?;
+            let entity = graph.entity(&placed.rel.related_entity)?;
+            let Some(table) = cat.table(&entity.table_ref) else {
+                self.problems.push(internal(format!(
+                    "table {} of entity {} missing",
+                    entity.table_ref, entity.slug
+                )));
+                return None;
+            };
+            let alias = self.alias("r");
+            let parent = if i == 0 {
+                scope.last().cloned()?
+            } else {
+                rows[i - 1].clone()
+            };
+            let join = match resolve(&placed) {
+                Ok(j) => j,
+                Err(e) => {
+                    self.problems.push(internal(e.message));
+                    return None;
+                }
+            };
+            let col = |t: &Table, name: &str| t.column(name).map(|c| c.quoted.clone());
+            let mut on: Vec<String> = Vec::new();
+            let mut piece = String::new();
+            let (a, o) = match join {
+                ResolvedJoin::Direct {
+                    parent_column,
+                    child_column,
+                } => {
+                    let pc = col(parent.table, &parent_column)?;
+                    let cc = col(table, &child_column)?;
+                    piece.push_str(&format!("{} {alias}", table.quoted));
+                    (format!("{alias}.{cc}"), format!("{}.{pc}", parent.alias))
+                }
+                ResolvedJoin::ExternalId {
+                    id_type,
+                    child_column,
+                } => {
+                    let profile = graph.profile.as_ref()?;
+                    let ids = profile.identifiers.as_ref()?;
+                    let it = cat.table(&ids.table_ref)?;
+                    let ia = self.alias("i");
+                    let cc = col(table, &child_column)?;
+                    let key = col(it, &ids.profile_key)?;
+                    let ty = col(it, &ids.type_column)?;
+                    let val = col(it, &ids.value_column)?;
+                    let p = self.text_param(&id_type);
+                    piece.push_str(&format!(
+                        "{it} {ia} JOIN {t} {alias} ON {alias}.{cc} = {ia}.{val} AND {ia}.{ty} = {p}",
+                        it = it.quoted,
+                        t = table.quoted
+                    ));
+                    let ppk = col(parent.table, &profile.primary_key)?;
+                    (format!("{ia}.{key}"), format!("{}.{ppk}", parent.alias))
+                }
+                ResolvedJoin::Junction {
+                    table_ref,
+                    parent_column,
+                    left_column,
+                    right_column,
+                    child_column,
+                } => {
+                    let jt = cat.table(&table_ref)?;
+                    let ja = self.alias("j");
+                    let pc = col(parent.table, &parent_column)?;
+                    let lc = col(jt, &left_column)?;
+                    let rc = col(jt, &right_column)?;
+                    let cc = col(table, &child_column)?;
+                    piece.push_str(&format!(
+                        "{} {ja} JOIN {} {alias} ON {alias}.{cc} = {ja}.{rc}",
+                        jt.quoted, table.quoted
+                    ));
+                    (format!("{ja}.{lc}"), format!("{}.{pc}", parent.alias))
+                }
+            };
+            if colocated {
+                if let (Some(pk), Some(ppk)) = (
+                    entity.profile_key.as_deref().and_then(|k| col(table, k)),
+                    parent_profile_key(graph, &parent),
+                ) {
+                    on.push(format!("{alias}.{pk} = {}.{ppk}", parent.alias));
+                }
+            }
+            if i == 0 {
+                from = piece;
+                anchor = a;
+                outer = o;
+                conds.extend(on);
+            } else {
+                on.insert(0, format!("{a} = {o}"));
+                from.push_str(&format!(" JOIN {piece} ON {}", on.join(" AND ")));
+            }
+            rows.push(Row {
+                slug: slug.clone(),
+                alias,
+                table,
+                entity: Some(entity),
+            });
+        }
+        Some(Chain {
+            from,
+            conds,
+            anchor,
+            outer,
+            rows,
+        })
+    }
+
+    /// A relationship node at the scope row. `lineage` is how the scope row is reached
+    /// from the profile, for the entity selects of nested nodes.
+    fn rel_node(
+        &mut self,
+        n: &RelNode,
+        scope: &[Row<'a>],
+        lineage: Option<&EntitySelect>,
+    ) -> String {
+        let at = path_key(&n.path, "relationship");
+        let Some(hops) = self.hops(&n.slug, &at, scope) else {
+            return FALSE.into();
+        };
+        let Some(chain) = self.chain(&hops, scope) else {
+            return FALSE.into();
+        };
+        if !self.relationships.contains(&n.slug) {
+            self.relationships.push(n.slug.clone());
+        }
+        let target = chain
+            .rows
+            .last()
+            .cloned()
+            .expect("a chain has one row at least");
+        let mut ancestors: Vec<Row<'a>> = scope.to_vec();
+        ancestors.extend(chain.rows[..chain.rows.len() - 1].iter().cloned());
+        let mut row_conds = chain.conds.clone();
+        if let Some(f) = &n.filter {
+            let w = self.filter(f, &target, &ancestors);
+            row_conds.push(w);
+        }
+        let where_only = row_conds.clone();
+        let mut nested_scope = ancestors.clone();
+        nested_scope.push(target.clone());
+        // The entity select of this node: how its rows are reached from the profile.
+        let select = EntitySelect {
+            relationship: n.slug.clone(),
+            entity: target.entity.map(|e| e.slug.clone()).unwrap_or_default(),
+            from: match lineage {
+                None => chain.from.clone(),
+                Some(l) => format!("{}, {}", l.from, chain.from),
+            },
+            correlation: match lineage {
+                None => format!("{} = {}", chain.anchor, chain.outer),
+                Some(l) => l.correlation.clone(),
+            },
+            conds: match lineage {
+                None => where_only.clone(),
+                Some(l) => {
+                    let mut c = l.conds.clone();
+                    c.push(format!("{} = {}", chain.anchor, chain.outer));
+                    c.extend(where_only.iter().cloned());
+                    c
+                }
+            },
+            target_alias: target.alias.clone(),
+            target_pk: target
+                .entity
+                .and_then(|e| target.table.column(&e.primary_key))
+                .map(|c| c.quoted.clone())
+                .unwrap_or_default(),
+        };
+        for child in &n.relationships {
+            let c = self.rel_node(child, &nested_scope, Some(&select));
+            row_conds.push(c);
+        }
+        if self.collect {
+            let mut full = select.clone();
+            full.conds
+                .extend(row_conds[where_only.len()..].iter().cloned());
+            self.entity_selects.push(full);
+        }
+        let count = n.count.or(if n.aggregate.is_none() {
+            Some(Count::AtLeast(1))
+        } else {
+            None
+        });
+        let mut having = Vec::new();
+        let mut empty_holds = true;
+        if let Some(cnt) = count {
+            if cnt == Count::AtLeast(1) && n.aggregate.is_none() {
+                return exists(&chain.from, &chain.anchor, &chain.outer, &row_conds);
+            }
+            let p = self.text_param(&cnt.threshold().to_string());
+            having.push(format!(
+                "pg_catalog.count(DISTINCT {}.{}) {} {p}::pg_catalog.int8",
+                target.alias,
+                select.target_pk,
+                cnt.sql_op()
+            ));
+            empty_holds &= cnt.holds(0);
+        }
+        if let Some(agg) = &n.aggregate {
+            match self.aggregate(agg, &target) {
+                Some((sql, holds)) => {
+                    having.push(sql);
+                    empty_holds &= holds;
+                }
+                None => return FALSE.into(),
+            }
+        }
+        let g = self.alias("g");
+        grouped(
+            &chain.from,
+            &chain.anchor,
+            &chain.outer,
+            &row_conds,
+            &having.join(" AND "),
+            empty_holds,
+            &g,
+        )
+    }
+
+    fn event(&mut self, e: &EventNode, scope: &[Row<'a>]) -> String {
+        let at = path_key(&e.path, "event");
+        let graph = self.ctx.graph;
+        let Some(ev) = graph.events.as_ref() else {
+            return self.problem(
+                Problem::new(
+                    Kind::NotInPrerequisiteState,
+                    at,
+                    "the Data Graph has no event source",
+                )
+                .with_hint("Add \"events\" to the graph or call la_register_event_source."),
+            );
+        };
+        let Some(table) = self.ctx.cat.table(&ev.table_ref) else {
+            return FALSE.into();
+        };
+        let col = |name: &str| table.column(name).map(|c| c.quoted.clone());
+        let (Some(key), Some(name_col), Some(ts)) = (
+            col(&ev.profile_key),
+            col(&ev.name_column),
+            col(&ev.timestamp_column),
+        ) else {
+            return FALSE.into();
+        };
+        let profile = &scope[0];
+        let pk = graph
+            .profile
+            .as_ref()
+            .and_then(|p| profile.table.column(&p.primary_key))
+            .map(|c| c.quoted.clone())
+            .unwrap_or_default();
+        let alias = self.alias("e");
+        let row = Row {
+            slug: "events".into(),
+            alias: alias.clone(),
+            table,
+            entity: None,
+        };
+        let name = self.text_param(&e.name);
+        let mut conds = vec![format!("{alias}.{name_col} = {name}")];
+        if let Some(w) = &e.within {
+            let ts_col = table
+                .column(&ev.timestamp_column)
+                .expect("checked above")
+                .clone();
+            let wp = path_key(&e.path, "within");
+            let lit =
+                |c: &mut Self, key: &str, v: &str| c.typed_text(v, &ts_col, &path_key(&wp, key));
+            let cond = match w {
+                Window::Last(i) => {
+                    let p = self.interval(i, &path_key(&wp, "last"));
+                    format!("{alias}.{ts} >= pg_catalog.now() - {p}")
+                }
+                Window::After(t) => format!("{alias}.{ts} > {}", lit(self, "after", t)),
+                Window::Before(t) => format!("{alias}.{ts} < {}", lit(self, "before", t)),
+                Window::Between(a, b) => {
+                    let lo = lit(self, "between[0]", a);
+                    let hi = lit(self, "between[1]", b);
+                    format!("{alias}.{ts} BETWEEN {lo} AND {hi}")
+                }
+            };
+            conds.push(cond);
+        }
+        if let Some(f) = &e.filter {
+            let w = self.filter(f, &row, &scope[..1]);
+            conds.push(w);
+        }
+        let from = format!("{} {alias}", table.quoted);
+        let anchor = format!("{alias}.{key}");
+        let outer = format!("{}.{pk}", profile.alias);
+        match e.count.unwrap_or(Count::AtLeast(1)) {
+            Count::AtLeast(1) => exists(&from, &anchor, &outer, &conds),
+            cnt => {
+                let p = self.text_param(&cnt.threshold().to_string());
+                let having = format!("pg_catalog.count(*) {} {p}::pg_catalog.int8", cnt.sql_op());
+                let g = self.alias("g");
+                grouped(&from, &anchor, &outer, &conds, &having, cnt.holds(0), &g)
+            }
+        }
+    }
+
+    // ---- aggregates ----------------------------------------------------------------
+
+    /// The HAVING expression of an aggregate and whether it holds over no rows.
+    fn aggregate(&mut self, a: &Aggregate, target: &Row<'a>) -> Option<(String, bool)> {
+        let cp = path_key(&a.path, "column");
+        let Some(column) = target.table.column(&a.column).cloned() else {
+            let hint = hint_for(
+                &a.column,
+                target.table.column_names(),
+                &format!("columns of {}", target.what()),
+            );
+            self.problem(
+                Problem::new(
+                    Kind::UndefinedColumn,
+                    cp,
+                    format!(
+                        "column \"{}\" does not exist on {}",
+                        a.column,
+                        target.what()
+                    ),
+                )
+                .with_opt_hint(hint),
+            );
+            return None;
+        };
+        let cls = class(&column);
+        let numeric_only = matches!(a.func, AggFn::Sum | AggFn::Avg);
+        if numeric_only && cls != Class::Number
+            || matches!(a.func, AggFn::Min | AggFn::Max)
+                && matches!(cls, Class::Bool | Class::Other)
+        {
+            self.problem(Problem::invalid(
+                cp,
+                format!(
+                    "cannot take {:?} of column \"{}\" ({})",
+                    a.func, column.name, column.type_name
+                )
+                .to_lowercase(),
+            ));
+            return None;
+        }
+        let c = format!("{}.{}", target.alias, column.quoted);
+        let (expr, value_col, empty): (String, Option<Column>, Option<f64>) = match a.func {
+            AggFn::Sum => (format!("coalesce(pg_catalog.sum({c}), 0)"), None, Some(0.0)),
+            AggFn::Avg => (format!("pg_catalog.avg({c})"), None, None),
+            AggFn::Min => (format!("pg_catalog.min({c})"), Some(column.clone()), None),
+            AggFn::Max => (format!("pg_catalog.max({c})"), Some(column.clone()), None),
+            AggFn::CountDistinct => (format!("pg_catalog.count(DISTINCT {c})"), None, Some(0.0)),
+        };
+        let vp = path_key(&a.path, "value");
+        let num = |s: &mut Self, v: &Value, path: &str| -> Option<(String, f64)> {
+            match (&value_col, v) {
+                (Some(col), _) => {
+                    let sql = s.literal(v, col, class(col), path)?;
+                    Some((sql, v.as_f64().unwrap_or(0.0)))
+                }
+                (None, Value::Number(n)) => {
+                    let p = s.text_param(&n.to_string());
+                    Some((
+                        format!("{p}::pg_catalog.numeric"),
+                        n.as_f64().unwrap_or(0.0),
+                    ))
+                }
+                (None, other) => {
+                    s.problem(Problem::invalid(
+                        path,
+                        format!("expected a number, got {}", crate::json::type_name(other)),
+                    ));
+                    None
+                }
+            }
+        };
+        let (sql, holds) = if a.op == Op::Between {
+            let Some(pair) = a.value.as_array().filter(|v| v.len() == 2) else {
+                self.problem(Problem::invalid(vp, "between takes [low, high]"));
+                return None;
+            };
+            let (lo, l) = num(self, &pair[0], &format!("{vp}[0]"))?;
+            let (hi, h) = num(self, &pair[1], &format!("{vp}[1]"))?;
+            (
+                format!("{expr} BETWEEN {lo} AND {hi}"),
+                empty.is_some_and(|z| l <= z && z <= h),
+            )
+        } else {
+            let (v, x) = num(self, &a.value, &vp)?;
+            let (sym, holds) = match a.op {
+                Op::Equals => ("=", empty.is_some_and(|z| z == x)),
+                Op::NotEquals => ("<>", empty.is_some_and(|z| z != x)),
+                Op::Gt => (">", empty.is_some_and(|z| z > x)),
+                Op::Gte => (">=", empty.is_some_and(|z| z >= x)),
+                Op::Lt => ("<", empty.is_some_and(|z| z < x)),
+                _ => ("<=", empty.is_some_and(|z| z <= x)),
+            };
+            (format!("{expr} {sym} {v}"), holds)
+        };
+        Some((format!("({sql}) IS TRUE"), holds))
+    }
+
+    // ---- filters and predicates -------------------------------------------------
+
+    fn filter(&mut self, f: &Filter, row: &Row<'a>, ancestors: &[Row<'a>]) -> String {
+        match f {
+            Filter::All(items) | Filter::Any(items) => {
+                let (joiner, empty) = if matches!(f, Filter::All(_)) {
+                    (" AND ", "true")
+                } else {
+                    (" OR ", "false")
+                };
+                if items.is_empty() {
+                    return empty.into();
+                }
+                let parts: Vec<String> = items
+                    .iter()
+                    .map(|i| self.filter(i, row, ancestors))
+                    .collect();
+                format!("({})", parts.join(joiner))
+            }
+            Filter::Not(inner) => format!("NOT ({})", self.filter(inner, row, ancestors)),
+            Filter::Pred(p) => self.predicate(p, row, ancestors, "column"),
+        }
+    }
+
+    fn predicate(
+        &mut self,
+        p: &Predicate,
+        row: &Row<'a>,
+        ancestors: &[Row<'a>],
+        subject_key: &str,
+    ) -> String {
+        let name = match &p.subject {
+            Subject::Property(path) => return self.property(p, path, row),
+            Subject::Column(name) => name,
+        };
+        let sp = path_key(&p.path, subject_key);
+        let Some(column) = row.table.column(name).cloned() else {
+            let (msg, what) = if subject_key == "trait" {
+                (
+                    format!(
+                        "trait \"{name}\" does not exist on the profile table {}",
+                        row.table.display()
+                    ),
+                    "traits".to_string(),
+                )
+            } else if row.slug == "events" {
+                (
+                    format!(
+                        "column \"{name}\" does not exist on the events table {}",
+                        row.table.display()
+                    ),
+                    "columns".to_string(),
+                )
+            } else {
+                (
+                    format!("column \"{name}\" does not exist on {}", row.what()),
+                    format!("columns of {}", row.what()),
+                )
+            };
+            let hint = hint_for(name, row.table.column_names(), &what);
+            return self.problem(Problem::new(Kind::UndefinedColumn, sp, msg).with_opt_hint(hint));
+        };
+        let cls = class(&column);
+        let allowed = ops_for(cls);
+        if !allowed.contains(&p.op) {
+            return self.problem(
+                Problem::invalid(
+                    path_key(&p.path, "op"),
+                    format!(
+                        "operator \"{}\" does not apply to \"{}\" ({})",
+                        p.op.name(),
+                        column.name,
+                        column.type_name
+                    ),
+                )
+                .with_hint(format!(
+                    "Operators for {}: {}.",
+                    column.type_name,
+                    op_names(&allowed)
+                )),
+            );
+        }
+        if p.case_insensitive && cls != Class::Text {
+            return self.problem(Problem::invalid(
+                path_key(&p.path, "case_insensitive"),
+                format!(
+                    "case_insensitive applies to text columns, and \"{}\" is {}",
+                    column.name, column.type_name
+                ),
+            ));
+        }
+        let e = format!("{}.{}", row.alias, column.quoted);
+        let ci = p.case_insensitive;
+        let low = |s: &str| {
+            if ci {
+                format!("pg_catalog.lower({s})")
+            } else {
+                s.to_string()
+            }
+        };
+        let vp = path_key(&p.path, "value");
+        match p.op {
+            Op::IsNull => format!("({e} IS NULL)"),
+            Op::IsNotNull => format!("({e} IS NOT NULL)"),
+            Op::In | Op::NotIn => {
+                let Some(list) = self.list(p.value.as_ref(), &column, cls, &vp) else {
+                    return FALSE.into();
+                };
+                let cond = if ci {
+                    format!(
+                        "{} = ANY (SELECT pg_catalog.lower(x) FROM pg_catalog.unnest({list}) x)",
+                        low(&e)
+                    )
+                } else {
+                    format!("{e} = ANY ({list})")
+                };
+                if p.op == Op::In {
+                    format!("({cond}) IS TRUE")
+                } else {
+                    format!("NOT coalesce({cond}, false)")
+                }
+            }
+            Op::Between => {
+                let Some(Operand::Literal(Value::Array(pair))) = p
+                    .value
+                    .as_ref()
+                    .filter(|v| matches!(v, Operand::Literal(Value::Array(a)) if a.len() == 2))
+                else {
+                    return self.problem(Problem::invalid(
+                        vp,
+                        "between takes a two-element array [low, high]",
+                    ));
+                };
+                let lo = self.literal(&pair[0], &column, cls, &format!("{vp}[0]"));
+                let hi = self.literal(&pair[1], &column, cls, &format!("{vp}[1]"));
+                match (lo, hi) {
+                    (Some(lo), Some(hi)) => format!("({e} BETWEEN {lo} AND {hi}) IS TRUE"),
+                    _ => FALSE.into(),
+                }
+            }
+            Op::WithinLast | Op::NotWithinLast => {
+                let Some(Operand::Literal(Value::String(i))) = &p.value else {
+                    return self.problem(Problem::invalid(
+                        vp,
+                        "expected an interval such as \"30 days\"",
+                    ));
+                };
+                let iv = self.interval(i, &vp);
+                if p.op == Op::WithinLast {
+                    format!("({e} >= pg_catalog.now() - {iv}) IS TRUE")
+                } else {
+                    format!("({e} < pg_catalog.now() - {iv}) IS TRUE")
+                }
+            }
+            op => {
+                let Some(v) = self.operand(p.value.as_ref(), &column, cls, &vp, row, ancestors)
+                else {
+                    return FALSE.into();
+                };
+                let (l, r) = (low(&e), low(&v));
+                match op {
+                    Op::Equals => format!("({l} = {r}) IS TRUE"),
+                    Op::NotEquals => format!("({l} IS DISTINCT FROM {r})"),
+                    Op::Contains => format!("(pg_catalog.strpos({l}, {r}) > 0) IS TRUE"),
+                    Op::NotContains => {
+                        format!("NOT coalesce(pg_catalog.strpos({l}, {r}) > 0, false)")
+                    }
+                    Op::StartsWith => format!("(pg_catalog.starts_with({l}, {r})) IS TRUE"),
+                    Op::EndsWith => {
+                        format!("(pg_catalog.right({l}, pg_catalog.length({r})) = {r}) IS TRUE")
+                    }
+                    Op::Gt => format!("({e} > {v}) IS TRUE"),
+                    Op::Gte => format!("({e} >= {v}) IS TRUE"),
+                    Op::Lt | Op::Before => format!("({e} < {v}) IS TRUE"),
+                    Op::Lte => format!("({e} <= {v}) IS TRUE"),
+                    Op::After => format!("({e} > {v}) IS TRUE"),
+                    _ => unreachable!("handled above"),
+                }
+            }
+        }
+    }
+
+    /// The SQL for a value: a typed parameter, or a reference to another row.
+    fn operand(
+        &mut self,
+        v: Option<&Operand>,
+        column: &Column,
+        cls: Class,
+        path: &str,
+        row: &Row<'a>,
+        ancestors: &[Row<'a>],
+    ) -> Option<String> {
+        match v? {
+            Operand::Literal(v) => self.literal(v, column, cls, path),
+            Operand::Ref {
+                path,
+                owner,
+                column: rc,
+            } => {
+                // The profile is always in scope; a relationship only as an ancestor.
+                let found = ancestors
+                    .iter()
+                    .rev()
+                    .find(|r| r.slug == *owner && (r.entity.is_none() || r.alias != row.alias))
+                    .cloned();
+                let Some(target) = found else {
+                    let names: Vec<&str> = ancestors
+                        .iter()
+                        .map(|r| r.slug.as_str())
+                        .filter(|s| *s != row.slug)
+                        .collect();
+                    let hint = format!(
+                        "References in scope here: {}.",
+                        names
+                            .iter()
+                            .map(|n| format!("{n}.<column>"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    self.problem(
+                        Problem::invalid(path.as_str(), format!("\"{owner}\" is not the profile or an ancestor relationship of this row"))
+                            .with_hint(hint),
+                    );
+                    return None;
+                };
+                let Some(c) = target.table.column(rc) else {
+                    let hint = hint_for(
+                        rc,
+                        target.table.column_names(),
+                        &format!("columns of {}", target.what()),
+                    );
+                    self.problem(
+                        Problem::new(
+                            Kind::UndefinedColumn,
+                            path.as_str(),
+                            format!("column \"{rc}\" does not exist on {}", target.what()),
+                        )
+                        .with_opt_hint(hint),
+                    );
+                    return None;
+                };
+                if !comparable(c, column) {
+                    self.problem(Problem::invalid(
+                        path.as_str(),
+                        format!(
+                            "cannot compare \"{}\" ({}) with {}.{} ({})",
+                            column.name, column.type_name, owner, c.name, c.type_name
+                        ),
+                    ));
+                    return None;
+                }
+                Some(format!("{}.{}", target.alias, c.quoted))
+            }
+        }
+    }
+
+    /// A literal for a column: its JSON type must fit the column's class; its text is
+    /// checked by Postgres when the audience is defined.
+    fn literal(&mut self, v: &Value, column: &Column, cls: Class, path: &str) -> Option<String> {
+        let text = match (cls, v) {
+            (Class::Text, Value::String(s)) => return Some(self.text_param(s)),
+            (Class::Number, Value::Number(n)) => n.to_string(),
+            (Class::Bool, Value::Bool(b)) => b.to_string(),
+            (Class::Temporal, Value::String(s)) => s.clone(),
+            (Class::Other, Value::String(s)) => s.clone(),
+            (Class::Other, v) if !v.is_null() => v.to_string(),
+            (_, v) => {
+                let want = match cls {
+                    Class::Text | Class::Temporal => "a string",
+                    Class::Number => "a number",
+                    Class::Bool => "a boolean",
+                    Class::Other => "a value",
+                };
+                let hint = if cls == Class::Temporal {
+                    Some(
+                        "Write dates and timestamps as ISO strings, e.g. \"2026-11-28\"."
+                            .to_string(),
+                    )
+                } else {
+                    None
+                };
+                self.problem(
+                    Problem::invalid(
+                        path,
+                        format!(
+                            "expected {want} for \"{}\" ({}), got {}",
+                            column.name,
+                            column.type_name,
+                            crate::json::type_name(v)
+                        ),
+                    )
+                    .with_opt_hint(hint),
+                );
+                return None;
+            }
+        };
+        Some(self.typed_text(&text, column, path))
+    }
+
+    /// `$n::type` for a text that must convert to the column's type.
+    fn typed_text(&mut self, text: &str, column: &Column, path: &str) -> String {
+        self.checks.push(LiteralCheck {
+            path: path.to_string(),
+            value: text.to_string(),
+            sql_type: column.base_type.clone(),
+        });
+        let p = self.text_param(text);
+        format!("{p}::{}", column.base_type)
+    }
+
+    fn interval(&mut self, text: &str, path: &str) -> String {
+        self.checks.push(LiteralCheck {
+            path: path.to_string(),
+            value: text.to_string(),
+            sql_type: "interval".into(),
+        });
+        let p = self.text_param(text);
+        format!("{p}::pg_catalog.interval")
+    }
+
+    /// An array value for in/not_in, as `$n::type[]`.
+    fn list(
+        &mut self,
+        v: Option<&Operand>,
+        column: &Column,
+        cls: Class,
+        path: &str,
+    ) -> Option<String> {
+        let Some(Operand::Literal(Value::Array(items))) = v else {
+            self.problem(Problem::invalid(path, "expected an array of values"));
+            return None;
+        };
+        let mut texts = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let ip = format!("{path}[{i}]");
+            let t = match (cls, item) {
+                (Class::Text, Value::String(s)) => s.clone(),
+                (Class::Number, Value::Number(n)) => n.to_string(),
+                (Class::Bool, Value::Bool(b)) => b.to_string(),
+                (Class::Temporal | Class::Other, Value::String(s)) => s.clone(),
+                (Class::Other, v) if !v.is_null() => v.to_string(),
+                (_, other) => {
+                    self.problem(Problem::invalid(
+                        ip,
+                        format!(
+                            "expected a value of \"{}\" ({}), got {}",
+                            column.name,
+                            column.type_name,
+                            crate::json::type_name(other)
+                        ),
+                    ));
+                    return None;
+                }
+            };
+            if cls != Class::Text {
+                self.checks.push(LiteralCheck {
+                    path: ip,
+                    value: t.clone(),
+                    sql_type: column.base_type.clone(),
+                });
+            }
+            texts.push(t);
+        }
+        let p = self.param(ParamValue::TextArray(texts));
+        Some(if cls == Class::Text {
+            format!("{p}::pg_catalog.text[]")
+        } else {
+            format!("{p}::{}[]", column.base_type)
+        })
+    }
+
+    /// A predicate on an event property: typed by the literal; a property of another
+    /// JSON type, or a missing one, does not match (and never raises).
+    fn property(&mut self, p: &Predicate, keys: &[String], row: &Row<'a>) -> String {
+        let graph = self.ctx.graph;
+        let sp = path_key(&p.path, "property");
+        let Some(pc) = graph
+            .events
+            .as_ref()
+            .and_then(|e| e.properties_column.as_ref())
+            .and_then(|c| row.table.column(c))
+            .cloned()
+        else {
+            return self.problem(
+                Problem::new(
+                    Kind::NotInPrerequisiteState,
+                    sp,
+                    "the event source has no properties column",
+                )
+                .with_hint("Name properties_column in the graph's events."),
+            );
+        };
+        let path_param = self.param(ParamValue::TextArray(keys.to_vec()));
+        let x = format!(
+            "({}.{}::pg_catalog.jsonb #> {path_param}::pg_catalog.text[])",
+            row.alias, pc.quoted
+        );
+        let vp = path_key(&p.path, "value");
+        let ci = p.case_insensitive;
+        let typed = |json_type: &str, body: String| {
+            format!("CASE WHEN pg_catalog.jsonb_typeof({x}) = '{json_type}' THEN coalesce({body}, false) ELSE false END")
+        };
+        let s = format!("({x} #>> '{{}}')");
+        let low = |v: &str| {
+            if ci {
+                format!("pg_catalog.lower({v})")
+            } else {
+                v.to_string()
+            }
+        };
+        // The JSON type and SQL of one literal.
+        let lit = |c: &mut Self, v: &Value, path: &str| -> Option<(&'static str, String)> {
+            match v {
+                Value::Number(n) => {
+                    let p = c.text_param(&n.to_string());
+                    Some(("number", format!("{p}::pg_catalog.numeric")))
+                }
+                Value::String(t) => Some(("string", c.text_param(t))),
+                Value::Bool(b) => {
+                    let p = c.text_param(&b.to_string());
+                    Some(("boolean", format!("{p}::pg_catalog.bool")))
+                }
+                other => {
+                    c.problem(Problem::invalid(
+                        path,
+                        format!(
+                            "expected a number, string or boolean, got {}",
+                            crate::json::type_name(other)
+                        ),
+                    ));
+                    None
+                }
+            }
+        };
+        let compare = |json_type: &str, v: &str, sym: &str| -> String {
+            match json_type {
+                "number" => typed("number", format!("({x})::pg_catalog.numeric {sym} {v}")),
+                "boolean" => typed("boolean", format!("({x})::pg_catalog.bool {sym} {v}")),
+                _ => typed("string", format!("{} {sym} {}", low(&s), low(v))),
+            }
+        };
+        let value = match &p.value {
+            Some(Operand::Ref { path, .. }) => {
+                return self.problem(Problem::invalid(
+                    path.as_str(),
+                    "event properties compare with literal values only",
+                ));
+            }
+            Some(Operand::Literal(v)) => Some(v.clone()),
+            None => None,
+        };
+        let positive = match p.op {
+            Op::IsNull => return format!("({x} IS NULL OR pg_catalog.jsonb_typeof({x}) = 'null')"),
+            Op::IsNotNull => {
+                return format!("NOT ({x} IS NULL OR pg_catalog.jsonb_typeof({x}) = 'null')")
+            }
+            Op::Equals | Op::NotEquals => {
+                let Some((t, v)) = lit(self, value.as_ref().unwrap_or(&Value::Null), &vp) else {
+                    return FALSE.into();
+                };
+                compare(t, &v, "=")
+            }
+            Op::In | Op::NotIn => {
+                let Some(Value::Array(items)) = &value else {
+                    return self.problem(Problem::invalid(vp, "expected an array of values"));
+                };
+                let mut parts = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let Some((t, v)) = lit(self, item, &format!("{vp}[{i}]")) else {
+                        return FALSE.into();
+                    };
+                    parts.push(compare(t, &v, "="));
+                }
+                if parts.is_empty() {
+                    "false".to_string()
+                } else {
+                    format!("({})", parts.join(" OR "))
+                }
+            }
+            Op::Contains | Op::NotContains | Op::StartsWith | Op::EndsWith => {
+                let Some(Value::String(t)) = &value else {
+                    return self.problem(Problem::invalid(
+                        vp,
+                        format!("\"{}\" compares with a string", p.op.name()),
+                    ));
+                };
+                let v = self.text_param(t);
+                let (l, r) = (low(&s), low(&v));
+                let body = match p.op {
+                    Op::Contains | Op::NotContains => format!("pg_catalog.strpos({l}, {r}) > 0"),
+                    Op::StartsWith => format!("pg_catalog.starts_with({l}, {r})"),
+                    _ => format!("pg_catalog.right({l}, pg_catalog.length({r})) = {r}"),
+                };
+                typed("string", body)
+            }
+            Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
+                let Some(Value::Number(n)) = &value else {
+                    return self.problem(Problem::invalid(
+                        vp,
+                        format!("\"{}\" on a property compares with a number", p.op.name()),
+                    ));
+                };
+                let v = self.text_param(&n.to_string());
+                let sym = match p.op {
+                    Op::Gt => ">",
+                    Op::Gte => ">=",
+                    Op::Lt => "<",
+                    _ => "<=",
+                };
+                compare("number", &format!("{v}::pg_catalog.numeric"), sym)
+            }
+            Op::Between => {
+                let pair = match &value {
+                    Some(Value::Array(a)) if a.len() == 2 && a.iter().all(Value::is_number) => {
+                        a.clone()
+                    }
+                    _ => {
+                        return self.problem(Problem::invalid(
+                            vp,
+                            "between on a property takes two numbers [low, high]",
+                        ))
+                    }
+                };
+                let lo = self.text_param(&pair[0].to_string());
+                let hi = self.text_param(&pair[1].to_string());
+                typed("number", format!("({x})::pg_catalog.numeric BETWEEN {lo}::pg_catalog.numeric AND {hi}::pg_catalog.numeric"))
+            }
+            op => {
+                return self.problem(
+                    Problem::invalid(path_key(&p.path, "op"), format!("operator \"{}\" does not apply to event properties", op.name()))
+                        .with_hint("Use a column of the events table for dates, or the event's \"within\" window."),
+                );
+            }
+        };
+        if p.case_insensitive
+            && !matches!(
+                p.op,
+                Op::Equals
+                    | Op::NotEquals
+                    | Op::In
+                    | Op::NotIn
+                    | Op::Contains
+                    | Op::NotContains
+                    | Op::StartsWith
+                    | Op::EndsWith
+            )
+        {
+            return self.problem(Problem::invalid(
+                path_key(&p.path, "case_insensitive"),
+                "case_insensitive applies to string comparisons",
+            ));
+        }
+        match p.op {
+            Op::NotEquals | Op::NotIn | Op::NotContains => format!("NOT ({positive})"),
+            _ => positive,
+        }
+    }
+}
+
+/// The quoted profile_key column of a row's entity, or the profile's primary key.
+fn parent_profile_key(graph: &DataGraph, row: &Row<'_>) -> Option<String> {
+    match row.entity {
+        Some(e) => row
+            .table
+            .column(e.profile_key.as_deref()?)
+            .map(|c| c.quoted.clone()),
+        None => row
+            .table
+            .column(&graph.profile.as_ref()?.primary_key)
+            .map(|c| c.quoted.clone()),
+    }
+}
+
+fn exists(from: &str, anchor: &str, outer: &str, conds: &[String]) -> String {
+    let mut all = vec![format!("{anchor} = {outer}")];
+    all.extend(conds.iter().cloned());
+    format!("EXISTS (SELECT 1 FROM {from} WHERE {})", all.join(" AND "))
+}
+
+/// A threshold over related rows: the keys whose rows meet it, joined by EXISTS; or,
+/// when no rows at all meets it too, the keys whose rows fail it, joined by NOT EXISTS.
+fn grouped(
+    from: &str,
+    anchor: &str,
+    outer: &str,
+    conds: &[String],
+    having: &str,
+    empty_holds: bool,
+    g: &str,
+) -> String {
+    let where_sql = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    let (neg, having) = if empty_holds {
+        ("NOT ", format!("NOT ({having})"))
+    } else {
+        ("", having.to_string())
+    };
+    format!(
+        "{neg}EXISTS (SELECT 1 FROM (SELECT {anchor} AS k FROM {from}{where_sql} GROUP BY 1 HAVING {having}) {g} WHERE {g}.k = {outer})"
+    )
+}
+
+#[cfg(test)]
+mod tests;

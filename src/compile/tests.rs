@@ -1,0 +1,321 @@
+//! Unit tests of the compiler over the demo graph and catalog.
+
+use super::sql::ParamValue;
+use super::*;
+use crate::graph::model::parse as parse_graph;
+use crate::graph::tests::{demo_catalog, demo_graph_json};
+use serde_json::json;
+
+fn ctx_with<R>(audiences: &[(&str, Value)], f: impl FnOnce(&Ctx<'_>) -> R) -> R {
+    let graph = parse_graph(&demo_graph_json()).unwrap();
+    let cat = demo_catalog();
+    let audiences: BTreeMap<String, Value> = audiences
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let ctx = Ctx {
+        graph: &graph,
+        cat: &cat,
+        audiences: &audiences,
+    };
+    f(&ctx)
+}
+
+fn ok(def: Value) -> Compiled {
+    ctx_with(&[], |ctx| {
+        compile(ctx, &def, None).unwrap_or_else(|e| panic!("{e:#?}"))
+    })
+}
+
+fn texts(c: &Compiled) -> Vec<String> {
+    c.params
+        .iter()
+        .map(|p| match p {
+            ParamValue::Text(s) => s.clone(),
+            ParamValue::TextArray(a) => format!("{a:?}"),
+        })
+        .collect()
+}
+
+/// (sqlstate, "path: message", hint) of the first problem.
+fn err(def: Value) -> (String, String, Option<String>) {
+    err_with(&[], def, None)
+}
+
+fn err_with(
+    audiences: &[(&str, Value)],
+    def: Value,
+    own: Option<&str>,
+) -> (String, String, Option<String>) {
+    ctx_with(audiences, |ctx| {
+        let ps = compile(ctx, &def, own).expect_err("expected a problem");
+        (
+            ps[0].kind.sqlstate().to_string(),
+            ps[0].full_message(),
+            ps[0].hint.clone(),
+        )
+    })
+}
+
+#[test]
+fn trait_predicates() {
+    let c = ok(json!({"trait": "plan", "op": "equals", "value": "premium"}));
+    assert_eq!(c.condition, "(p.plan = $1) IS TRUE");
+    assert_eq!(texts(&c), vec!["premium"]);
+    assert_eq!(c.members_sql(), "SELECT p.id::pg_catalog.text AS profile_id\nFROM public.profiles p\nWHERE (p.plan = $1) IS TRUE");
+
+    let c =
+        ok(json!({"trait": "plan", "op": "not_equals", "value": "free", "case_insensitive": true}));
+    assert_eq!(
+        c.condition,
+        "(pg_catalog.lower(p.plan) IS DISTINCT FROM pg_catalog.lower($1))"
+    );
+
+    let c = ok(json!({"trait": "plan", "op": "not_in", "value": ["free", "trial"]}));
+    assert_eq!(
+        c.condition,
+        "NOT coalesce(p.plan = ANY ($1::pg_catalog.text[]), false)"
+    );
+    assert_eq!(texts(&c), vec!["[\"free\", \"trial\"]"]);
+
+    let c = ok(json!({"trait": "household_id", "op": "between", "value": [1, 3]}));
+    assert_eq!(
+        c.condition,
+        "(p.household_id BETWEEN $1::bigint AND $2::bigint) IS TRUE"
+    );
+    assert_eq!(c.literal_checks.len(), 2);
+
+    let c = ok(json!({"trait": "created_at", "op": "within_last", "value": "30 days"}));
+    assert_eq!(
+        c.condition,
+        "(p.created_at >= pg_catalog.now() - $1::pg_catalog.interval) IS TRUE"
+    );
+
+    let c = ok(json!({"trait": "email", "op": "ends_with", "value": "@example.com"}));
+    assert_eq!(
+        c.condition,
+        "(pg_catalog.right(p.email, pg_catalog.length($1)) = $1) IS TRUE"
+    );
+
+    let c = ok(json!({"trait": "email", "op": "equals", "value": {"ref": "profile.user_id"}}));
+    assert_eq!(c.condition, "(p.email = p.user_id) IS TRUE");
+
+    let c = ok(json!({"not": {"all": [{"trait": "plan", "op": "is_null"}, {"any": []}]}}));
+    assert_eq!(c.condition, "NOT (((p.plan IS NULL) AND false))");
+}
+
+#[test]
+fn relationships_compile_to_semi_joins() {
+    // Cat owners: the implied path profile -> household -> pets.
+    let c = ok(
+        json!({"relationship": "pets", "where": {"column": "type", "op": "equals", "value": "cat"}}),
+    );
+    assert_eq!(
+        c.condition,
+        "EXISTS (SELECT 1 FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id WHERE r1.id = p.household_id AND (r2.type = $1) IS TRUE)"
+    );
+    assert_eq!(c.relationships, vec!["pets"]);
+    assert_eq!(c.entity_selects.len(), 1);
+    assert_eq!(
+        c.entity_selects[0].where_sql(),
+        "r1.id = p.household_id AND (r2.type = $1) IS TRUE"
+    );
+
+    // An external id: the identifiers table joins the profile.
+    let c = ok(json!({"relationship": "subscriptions", "where": {"all": [
+        {"column": "status", "op": "equals", "value": "active"},
+        {"column": "tier", "op": "equals", "value": "premium"}]}}));
+    assert_eq!(
+        c.condition,
+        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1 JOIN public.subscriptions r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND ((r3.status = $2) IS TRUE AND (r3.tier = $3) IS TRUE))"
+    );
+    assert_eq!(texts(&c), vec!["email", "active", "premium"]);
+
+    // A junction table.
+    let c = ok(
+        json!({"relationship": "cart_products", "where": {"column": "in_stock", "op": "equals", "value": false}}),
+    );
+    assert_eq!(
+        c.condition,
+        "EXISTS (SELECT 1 FROM public.carts r1 JOIN public.cart_items j3 JOIN public.products r2 ON r2.sku = j3.product_sku ON j3.cart_id = r1.id WHERE r1.profile_id = p.id AND (r2.in_stock = $1::boolean) IS TRUE)"
+    );
+}
+
+#[test]
+fn counts_group_and_having() {
+    // Owly Card holders with more than five transactions on that card.
+    let c = ok(json!({"relationship": "credit_cards",
+        "where": {"column": "name", "op": "equals", "value": "Owly Card"},
+        "relationships": [{"relationship": "transactions", "count": {"more_than": 5}}]}));
+    assert_eq!(
+        c.condition,
+        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1 JOIN public.credit_cards r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND (r3.name = $2) IS TRUE AND EXISTS (SELECT 1 FROM (SELECT r4.card_id AS k FROM public.transactions r4 GROUP BY 1 HAVING pg_catalog.count(DISTINCT r4.id) > $3::pg_catalog.int8) g5 WHERE g5.k = r3.id))"
+    );
+    // The nested node's entities are reached through Owly Cards.
+    let tx = c
+        .entity_selects
+        .iter()
+        .find(|s| s.relationship == "transactions")
+        .unwrap();
+    assert!(
+        tx.from
+            .starts_with("public.profile_identifiers i2 JOIN public.accounts r1"),
+        "{}",
+        tx.from
+    );
+    assert!(
+        tx.conds.contains(&"r4.card_id = r3.id".to_string()),
+        "{:?}",
+        tx.conds
+    );
+
+    // Without: exactly 0 is an anti-join on the keys that have some.
+    let c = ok(json!({"relationship": "pets", "count": {"exactly": 0}}));
+    assert_eq!(
+        c.condition,
+        "NOT EXISTS (SELECT 1 FROM (SELECT r1.id AS k FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id GROUP BY 1 HAVING NOT (pg_catalog.count(DISTINCT r2.id) = $1::pg_catalog.int8)) g3 WHERE g3.k = p.household_id)"
+    );
+
+    // An aggregate that holds over no rows (sum 0 < 100) also takes the anti-join.
+    let c = ok(
+        json!({"relationship": "transactions", "aggregate": {"fn": "sum", "column": "amount", "op": "lt", "value": 100}}),
+    );
+    assert!(c.condition.starts_with("NOT EXISTS"), "{}", c.condition);
+    assert!(c.condition.contains("HAVING NOT ((coalesce(pg_catalog.sum(r4.amount), 0) < $2::pg_catalog.numeric) IS TRUE)"), "{}", c.condition);
+    // avg over no rows is null and matches nothing.
+    let c = ok(
+        json!({"relationship": "transactions", "count": {"at_least": 2},
+        "aggregate": {"fn": "avg", "column": "amount", "op": "gte", "value": 10}}),
+    );
+    assert!(
+        c.condition.starts_with("EXISTS (SELECT 1 FROM (SELECT i"),
+        "{}",
+        c.condition
+    );
+    assert!(c.condition.contains("HAVING pg_catalog.count(DISTINCT r4.id) >= $2::pg_catalog.int8 AND (pg_catalog.avg(r4.amount) >= $3::pg_catalog.numeric) IS TRUE"), "{}", c.condition);
+}
+
+#[test]
+fn events_and_windows() {
+    let c = ok(
+        json!({"event": "Order Completed", "within": {"last": "30 days"},
+        "where": {"property": "total", "op": "gt", "value": 20}, "count": {"at_least": 2}}),
+    );
+    assert_eq!(
+        c.condition,
+        "EXISTS (SELECT 1 FROM (SELECT e1.profile_id AS k FROM public.events e1 WHERE e1.event = $1 AND e1.\"timestamp\" >= pg_catalog.now() - $2::pg_catalog.interval AND CASE WHEN pg_catalog.jsonb_typeof((e1.properties::pg_catalog.jsonb #> $3::pg_catalog.text[])) = 'number' THEN coalesce(((e1.properties::pg_catalog.jsonb #> $3::pg_catalog.text[]))::pg_catalog.numeric > $4::pg_catalog.numeric, false) ELSE false END GROUP BY 1 HAVING pg_catalog.count(*) >= $5::pg_catalog.int8) g2 WHERE g2.k = p.id)"
+            .replace("e1.\"timestamp\"", "e1.timestamp")
+    );
+    let c = ok(
+        json!({"event": "Order Completed", "within": {"between": ["2026-11-01", "2026-11-30"]},
+        "where": {"property": "currency", "op": "not_equals", "value": "USD"}}),
+    );
+    assert!(
+        c.condition.contains(
+            "e1.timestamp BETWEEN $2::timestamp with time zone AND $3::timestamp with time zone"
+        ),
+        "{}",
+        c.condition
+    );
+    assert!(
+        c.condition
+            .contains("NOT (CASE WHEN pg_catalog.jsonb_typeof"),
+        "{}",
+        c.condition
+    );
+}
+
+#[test]
+fn audiences_are_compiled_in_and_cycles_refused() {
+    let cats = json!({"relationship": "pets", "where": {"column": "type", "op": "equals", "value": "cat"}});
+    ctx_with(&[("cat_owners", cats.clone())], |ctx| {
+        let c = compile(ctx, &json!({"all": [{"audience": "cat_owners"}, {"audience": "cat_owners", "member": false}]}), None).unwrap();
+        assert!(
+            c.condition
+                .starts_with("((EXISTS (SELECT 1 FROM public.households"),
+            "{}",
+            c.condition
+        );
+        assert!(c.condition.contains(" AND NOT ((EXISTS"), "{}", c.condition);
+        assert_eq!(c.depends_on, vec!["cat_owners"]);
+        // A referenced audience's entities are not this audience's.
+        assert!(c.entity_selects.is_empty());
+    });
+    let (code, msg, _) = err_with(
+        &[
+            ("a", json!({"audience": "b"})),
+            ("b", json!({"audience": "c"})),
+        ],
+        json!({"audience": "a"}),
+        Some("c"),
+    );
+    assert_eq!(code, "22023");
+    assert_eq!(
+        msg,
+        "$.audience: cycle: audience references form a loop (c -> a -> b -> c)"
+    );
+    let (_, msg, hint) = err_with(
+        &[("cat_owners", cats)],
+        json!({"audience": "cat_owner"}),
+        None,
+    );
+    assert_eq!(msg, "$.audience: audience \"cat_owner\" does not exist");
+    assert_eq!(hint.as_deref(), Some("Did you mean \"cat_owners\"?"));
+}
+
+#[test]
+fn errors_have_paths_codes_and_hints() {
+    let cases: Vec<(Value, &str, &str, Option<&str>)> = vec![
+        (json!({"all": [{"relationship": "pets", "where": {"column": "typ", "op": "equals", "value": "cat"}}]}),
+         "42703", "$.all[0].where.column: column \"typ\" does not exist on entity \"pets\"", Some("Did you mean \"type\"?")),
+        (json!({"relationship": "petz"}), "22023", "$.relationship: relationship \"petz\" does not exist", Some("Did you mean \"pets\"?")),
+        (json!({"trait": "plna", "op": "equals", "value": "x"}), "42703",
+         "$.trait: trait \"plna\" does not exist on the profile table public.profiles", Some("Did you mean \"plan\"?")),
+        (json!({"trait": "plan", "op": "equal", "value": "x"}), "22023", "$.op: unknown operator \"equal\"", Some("Did you mean \"equals\" or \"not_equals\"?")),
+        (json!({"trait": "household_id", "op": "contains", "value": "1"}), "22023",
+         "$.op: operator \"contains\" does not apply to \"household_id\" (bigint)",
+         Some("Operators for bigint: equals, not_equals, in, not_in, is_null, is_not_null, gt, gte, lt, lte, between.")),
+        (json!({"trait": "household_id", "op": "equals", "value": "1"}), "22023",
+         "$.value: expected a number for \"household_id\" (bigint), got a string", None),
+        (json!({"relationship": "credit_cards", "relationships": [{"relationship": "pets"}]}), "22023",
+         "$.relationships[0].relationship: relationship \"pets\" is not below \"credit_cards\"", Some("Relationships below \"credit_cards\": transactions.")),
+        (json!({"relationship": "transactions", "where": {"column": "amount", "op": "gt", "value": {"ref": "pets.id"}}}), "22023",
+         "$.where.value.ref: \"pets\" is not the profile or an ancestor relationship of this row", None),
+        (json!({"relationship": "pets", "count": {"at_lest": 1}}), "22023", "$.count: a count has exactly one threshold", None),
+        (json!({"relationship": "pets", "count": {"at_least": -1}}), "22023", "$.count.at_least: expected a whole number from 0 to 2147483647, got a number out of range", None),
+        (json!({"relationship": "pets", "aggregate": {"fn": "median", "column": "id", "op": "gt", "value": 1}}), "22023",
+         "$.aggregate.fn: unknown aggregate function \"median\"", None),
+        (json!({"relationship": "pets", "aggregate": {"fn": "sum", "column": "name", "op": "gt", "value": 1}}), "22023",
+         "$.aggregate.column: cannot take sum of column \"name\" (text)", None),
+        (json!({"event": "Order Completed", "within": {"last": "30 days", "before": "2026-01-01"}}), "22023",
+         "$.within: a window has exactly one of last, after, before, between", None),
+        (json!({"trait": "plan", "op": "is_null", "value": 1}), "22023", "$.value: \"is_null\" takes no value", None),
+        (json!({"trait": 5, "op": "equals", "value": 1}), "22023", "$.trait: expected a string, got a number", None),
+        (json!({"relationship": "pets", "were": {}}), "22023", "$.were: unknown key \"were\"", Some("Did you mean \"where\"?")),
+        (json!({"trait": "plan", "relationship": "pets"}), "22023", "$: a node is one thing, but it has both \"trait\" and \"relationship\"", None),
+        (json!({"event": "Signed Up", "where": {"property": "plan", "op": "within_last", "value": "1 day"}}), "22023",
+         "$.where.op: operator \"within_last\" does not apply to event properties", None),
+    ];
+    for (def, code, msg, hint) in cases {
+        let (c, m, h) = err(def.clone());
+        assert_eq!((c.as_str(), m.as_str()), (code, msg), "for {def}");
+        if let Some(hint) = hint {
+            assert_eq!(h.as_deref(), Some(hint), "for {def}");
+        }
+    }
+}
+
+#[test]
+fn hostile_values_stay_parameters() {
+    let evil = "x'); DROP TABLE pets; --\\";
+    let c = ok(
+        json!({"relationship": "pets", "where": {"column": "name", "op": "in", "value": [evil]}}),
+    );
+    assert!(!c.condition.contains("DROP"));
+    assert_eq!(texts(&c), vec![format!("{:?}", vec![evil])]);
+    let inlined = sql::inline(&c.condition, &c.params);
+    assert!(
+        inlined.contains("E'{\"x''); DROP TABLE pets; --\\\\\\\\\"}'::text[]"),
+        "{inlined}"
+    );
+}
