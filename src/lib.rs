@@ -77,6 +77,11 @@ pub fn raise(p: &Problem) -> ! {
     report(p, None)
 }
 
+/// Raises a problem with a DETAIL.
+pub fn raise_with_detail(p: &Problem, detail: String) -> ! {
+    report(p, Some(detail))
+}
+
 /// Raises the first of several problems; the DETAIL says how many more there are.
 pub fn raise_all(ps: &[Problem]) -> ! {
     let first = ps

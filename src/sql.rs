@@ -27,3 +27,15 @@ pub fn jsonb_row(sql: &str, args: &[DatumWithOid<'_>]) -> Result<Option<Value>> 
     })
     .map_err(|e: pgrx::spi::Error| internal(e))
 }
+
+/// Like `jsonb_row`, for a statement that writes (INSERT ... RETURNING).
+pub fn jsonb_write(sql: &str, args: &[DatumWithOid<'_>]) -> Result<Option<Value>> {
+    Spi::connect_mut(|client| {
+        let table = client.update(sql, None, args)?;
+        if table.is_empty() {
+            return Ok(None);
+        }
+        Ok(table.first().get_one::<JsonB>()?.map(|j| j.0))
+    })
+    .map_err(|e: pgrx::spi::Error| internal(e))
+}

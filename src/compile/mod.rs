@@ -92,6 +92,55 @@ impl Compiled {
         )
     }
 
+    /// Up to `limit` members (a parameter placeholder) with their traits and up to ten
+    /// matched entities per relationship, as one jsonb array.
+    pub fn sample_sql(&self, limit: &str) -> String {
+        let mut by_slug: Vec<(&str, Vec<&EntitySelect>)> = Vec::new();
+        for s in &self.entity_selects {
+            match by_slug.iter_mut().find(|(k, _)| *k == s.relationship) {
+                Some((_, v)) => v.push(s),
+                None => by_slug.push((&s.relationship, vec![s])),
+            }
+        }
+        let entities: Vec<String> = by_slug
+            .iter()
+            .map(|(slug, selects)| {
+                let parts: Vec<String> = selects
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "SELECT {a}.{pk}::pg_catalog.text AS id, pg_catalog.to_jsonb({a}) AS r FROM {f} WHERE {w}",
+                            a = s.target_alias,
+                            pk = s.target_pk,
+                            f = s.from,
+                            w = s.where_sql()
+                        )
+                    })
+                    .collect();
+                format!(
+                    "pg_catalog.jsonb_build_object({}, (SELECT coalesce(pg_catalog.jsonb_agg(x.r ORDER BY x.id), '[]') FROM (SELECT DISTINCT ON (u.id) u.id, u.r FROM ({}) u ORDER BY u.id LIMIT 10) x))",
+                    sql::quote_literal(slug),
+                    parts.join(" UNION ALL ")
+                )
+            })
+            .collect();
+        let entities = if entities.is_empty() {
+            "'{}'::pg_catalog.jsonb".to_string()
+        } else {
+            entities.join(" || ")
+        };
+        format!(
+            "SELECT coalesce(pg_catalog.jsonb_agg(s.row ORDER BY s.ord), '[]') FROM (\
+             SELECT p.{pk} AS ord, pg_catalog.jsonb_build_object('profile_id', p.{pk}::pg_catalog.text, \
+             'user_id', p.{uid}::pg_catalog.text, 'traits', pg_catalog.to_jsonb(p), 'entities', {entities}) AS row \
+             FROM {t} p WHERE {c} ORDER BY p.{pk} LIMIT {limit}) s",
+            pk = self.profile.pk,
+            uid = self.profile.user_id,
+            t = self.profile.table,
+            c = self.condition
+        )
+    }
+
     pub fn count_sql(&self) -> String {
         format!(
             "SELECT pg_catalog.count(*) FROM {} p WHERE {}",

@@ -25,8 +25,49 @@ fn save(graph: DataGraph) -> Result<Value> {
     if !report.problems.is_empty() {
         raise_all(&report.problems);
     }
+    refuse_if_audiences_break(&graph, &cat)?;
     spi::store_graph(&graph, &cat)?;
     Ok(summary(&graph, &report.warnings))
+}
+
+/// A graph change that would break a defined audience is refused, listing them.
+fn refuse_if_audiences_break(graph: &DataGraph, cat: &Catalog) -> Result<()> {
+    let audiences = crate::audience::spi::stored_definitions()?;
+    let ctx = crate::compile::Ctx {
+        graph,
+        cat,
+        audiences: &audiences,
+    };
+    let mut broken: Vec<(String, Problem)> = Vec::new();
+    for (key, def) in &audiences {
+        let problem = match crate::compile::compile(&ctx, def, Some(key)) {
+            Err(mut ps) => Some(ps.remove(0)),
+            Ok(c) => crate::audience::spi::literal_problems(&c.literal_checks)?
+                .into_iter()
+                .next(),
+        };
+        if let Some(p) = problem {
+            broken.push((key.clone(), p));
+        }
+    }
+    if broken.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = broken.iter().map(|(k, _)| k.as_str()).collect();
+    let detail = broken
+        .iter()
+        .map(|(k, p)| format!("{k}: {}", p.full_message()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    crate::raise_with_detail(
+        &Problem::new(
+            crate::error::Kind::DependentObjectsStillExist,
+            "",
+            format!("the change would break audiences: {}", keys.join(", ")),
+        )
+        .with_hint("Redefine or drop those audiences first."),
+        detail,
+    )
 }
 
 /// Loads the stored graph under the graph lock, applies `change`, saves it.
