@@ -134,4 +134,286 @@ mod tests {
                     "hint": "Did you mean \"public.households\"?"}])
         );
     }
+
+    /// Property test: random well-typed definitions over the demo graph compile, run, and
+    /// agree with themselves (a definition and its `not` split the profiles exactly; the
+    /// preview's count equals the compiled SQL's).
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+            &xs[self.below(xs.len())]
+        }
+        fn coin(&mut self) -> bool {
+            self.below(2) == 0
+        }
+    }
+
+    /// (column, kind, sample values) per relationship slug; kind: t text, n number,
+    /// d date/time, b boolean.
+    fn columns(slug: &str) -> Vec<(&'static str, char, Vec<Value>)> {
+        let t = |c: &'static str, v: &[&str]| (c, 't', v.iter().map(|s| json!(s)).collect());
+        let n = |c: &'static str, v: &[f64]| (c, 'n', v.iter().map(|x| json!(x)).collect());
+        let d = |c: &'static str| {
+            (
+                c,
+                'd',
+                vec![json!("2025-06-01"), json!("2026-10-05T00:00:00Z")],
+            )
+        };
+        match slug {
+            "household" => vec![
+                t("city", &["Portland", "Boston", "x"]),
+                n("id", &[1.0, 3.0]),
+            ],
+            "pets" => vec![
+                t("type", &["cat", "dog", "fish"]),
+                t("name", &["Tom", "Spot"]),
+            ],
+            "accounts" => vec![
+                t("status", &["open", "closed"]),
+                t("email", &["ann@example.com"]),
+            ],
+            "subscriptions" => vec![
+                t("status", &["active", "canceled"]),
+                t("tier", &["premium", "basic"]),
+                d("started_at"),
+            ],
+            "credit_cards" => vec![
+                t("name", &["Owly Card", "Other Card"]),
+                n("balance", &[0.0, 50.0, 120.5]),
+            ],
+            "transactions" => vec![n("amount", &[10.0, 35.0, 60.0]), d("created_at")],
+            "carts" => vec![t("status", &["open", "abandoned"]), d("updated_at")],
+            _ => vec![
+                t("name", &["Cat food", "Leash"]),
+                ("in_stock", 'b', vec![json!(true), json!(false)]),
+            ],
+        }
+    }
+
+    fn predicate(rng: &mut Rng, key: &str, col: &str, kind: char, values: &[Value]) -> Value {
+        let v = rng.pick(values).clone();
+        let ops: &[&str] = match kind {
+            't' => &[
+                "equals",
+                "not_equals",
+                "in",
+                "not_in",
+                "is_null",
+                "contains",
+                "not_contains",
+                "starts_with",
+            ],
+            'n' => &[
+                "equals",
+                "not_equals",
+                "gt",
+                "lte",
+                "between",
+                "in",
+                "is_not_null",
+            ],
+            'd' => &[
+                "before",
+                "after",
+                "within_last",
+                "not_within_last",
+                "is_null",
+            ],
+            _ => &["equals", "not_equals"],
+        };
+        let op = *rng.pick(ops);
+        let mut p = json!({key: col, "op": op});
+        match op {
+            "is_null" | "is_not_null" => {}
+            "in" | "not_in" => p["value"] = json!([v, rng.pick(values).clone()]),
+            "between" => p["value"] = json!([0, v]),
+            "within_last" | "not_within_last" => {
+                p["value"] = json!(rng.pick(&["30 days", "2 years"]))
+            }
+            _ => p["value"] = v,
+        }
+        if kind == 't' && rng.coin() && op != "is_null" {
+            p["case_insensitive"] = json!(true);
+        }
+        p
+    }
+
+    fn filter(rng: &mut Rng, slug: &str) -> Value {
+        let cols = columns(slug);
+        let (c, k, vs) = rng.pick(&cols);
+        let p = predicate(rng, "column", c, *k, vs);
+        match rng.below(4) {
+            0 => json!({"not": p}),
+            1 => {
+                let (c2, k2, vs2) = rng.pick(&cols);
+                json!({"any": [p, predicate(rng, "column", c2, *k2, vs2)]})
+            }
+            _ => p,
+        }
+    }
+
+    fn count(rng: &mut Rng) -> Value {
+        let key = *rng.pick(&["at_least", "at_most", "exactly", "more_than", "less_than"]);
+        json!({key: rng.below(4)})
+    }
+
+    const CHILDREN: &[(&str, &[&str])] = &[
+        ("household", &["pets"]),
+        (
+            "accounts",
+            &["subscriptions", "credit_cards", "transactions"],
+        ),
+        ("credit_cards", &["transactions"]),
+        ("carts", &["cart_products"]),
+    ];
+
+    fn rel(rng: &mut Rng, slug: &str, depth: usize) -> Value {
+        let mut n = json!({"relationship": slug});
+        if rng.coin() {
+            n["where"] = filter(rng, slug);
+        }
+        if rng.below(3) == 0 {
+            n["count"] = count(rng);
+        }
+        let numeric: Vec<(&str, char, Vec<Value>)> = columns(slug)
+            .into_iter()
+            .filter(|(_, k, _)| *k == 'n')
+            .collect();
+        if !numeric.is_empty() && rng.below(4) == 0 {
+            let (c, _, _) = rng.pick(&numeric);
+            let f = *rng.pick(&["sum", "avg", "min", "max", "count_distinct"]);
+            let op = *rng.pick(&["gt", "lt", "equals", "gte"]);
+            n["aggregate"] = json!({"fn": f, "column": c, "op": op, "value": rng.below(300)});
+        }
+        if depth < 3 {
+            if let Some((_, kids)) = CHILDREN.iter().find(|(s, _)| *s == slug) {
+                if rng.coin() {
+                    let kid = *rng.pick(kids);
+                    n["relationships"] = json!([rel(rng, kid, depth + 1)]);
+                }
+            }
+        }
+        n
+    }
+
+    fn node(rng: &mut Rng, depth: usize) -> Value {
+        match rng.below(if depth > 2 { 4 } else { 7 }) {
+            0 => {
+                let traits: [(&str, char, Vec<Value>); 3] = [
+                    ("plan", 't', vec![json!("premium"), json!("free")]),
+                    ("household_id", 'n', vec![json!(1), json!(2)]),
+                    ("created_at", 'd', vec![json!("2026-01-01")]),
+                ];
+                let (c, k, vs) = rng.pick(&traits);
+                predicate(rng, "trait", c, *k, vs)
+            }
+            1 => {
+                let slug = *rng.pick(&[
+                    "household",
+                    "pets",
+                    "accounts",
+                    "subscriptions",
+                    "credit_cards",
+                    "transactions",
+                    "carts",
+                    "cart_products",
+                ]);
+                rel(rng, slug, 1)
+            }
+            2 => {
+                let mut e = json!({"event": rng.pick(&["Order Completed", "Page Viewed", "Nope"])});
+                if rng.coin() {
+                    e["where"] = match rng.below(3) {
+                        0 => {
+                            json!({"property": "total", "op": rng.pick(&["gt", "lt", "equals"]), "value": rng.below(100)})
+                        }
+                        1 => {
+                            json!({"property": "currency", "op": rng.pick(&["equals", "not_equals"]), "value": "USD"})
+                        }
+                        _ => json!({"property": "items.count", "op": "is_not_null"}),
+                    };
+                }
+                if rng.coin() {
+                    e["within"] = json!(rng.pick(&[
+                        json!({"last": "30 days"}),
+                        json!({"after": "2026-11-10"}),
+                        json!({"between": ["2026-01-01", "2026-11-20"]})
+                    ]));
+                }
+                if rng.coin() {
+                    e["count"] = count(rng);
+                }
+                e
+            }
+            3 => json!({"audience": "cat_owners", "member": rng.coin()}),
+            4 => json!({"all": [node(rng, depth + 1), node(rng, depth + 1)]}),
+            5 => json!({"any": [node(rng, depth + 1), node(rng, depth + 1)]}),
+            _ => json!({"not": node(rng, depth + 1)}),
+        }
+    }
+
+    fn count_of(def: &Value) -> i64 {
+        let preview = Spi::get_one_with_args::<JsonB>(
+            "SELECT la_preview_audience($1, 0)",
+            &[JsonB(def.clone()).into()],
+        )
+        .unwrap()
+        .unwrap()
+        .0;
+        preview["count"].as_i64().unwrap()
+    }
+
+    #[pg_test]
+    fn random_definitions_compile_run_and_complement() {
+        Spi::run(include_str!("../demo/warehouse.sql")).unwrap();
+        let graph: Value = serde_json::from_str(include_str!("../demo/graph.json")).unwrap();
+        Spi::run_with_args("SELECT la_define_data_graph($1)", &[JsonB(graph).into()]).unwrap();
+        Spi::run(r#"SELECT la_define_audience('cat_owners', '{"relationship": "pets", "where": {"column": "type", "op": "equals", "value": "cat"}}')"#).unwrap();
+        Spi::run(
+            "CREATE FUNCTION linked_audiences_test_members(q text) RETURNS SETOF text LANGUAGE plpgsql AS \
+             $$ BEGIN RETURN QUERY EXECUTE q; END $$",
+        )
+        .unwrap();
+        let total = 6;
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for i in 0..300 {
+            let def = node(&mut rng, 0);
+            let problems = Spi::get_one_with_args::<JsonB>(
+                "SELECT la_validate_audience($1)",
+                &[JsonB(def.clone()).into()],
+            )
+            .unwrap()
+            .unwrap()
+            .0;
+            assert_eq!(problems, json!([]), "definition {i} is invalid: {def}");
+            let yes = count_of(&def);
+            let no = count_of(&json!({"not": def}));
+            assert_eq!(
+                yes + no,
+                total,
+                "definition {i}: {yes} + {no} != {total}: {def}"
+            );
+            let direct = Spi::get_one_with_args::<i64>(
+                "SELECT count(*) FROM linked_audiences_test_members(la_audience_sql($1))",
+                &[JsonB(def.clone()).into()],
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(
+                direct, yes,
+                "definition {i}: compiled SQL gives {direct}, preview {yes}: {def}"
+            );
+        }
+    }
 }

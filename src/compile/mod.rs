@@ -1193,7 +1193,7 @@ impl<'a> Compiler<'a> {
     fn literal(&mut self, v: &Value, column: &Column, cls: Class, path: &str) -> Option<String> {
         let text = match (cls, v) {
             (Class::Text, Value::String(s)) => return Some(self.text_param(s)),
-            (Class::Number, Value::Number(n)) => n.to_string(),
+            (Class::Number, Value::Number(n)) => number_text(n),
             (Class::Bool, Value::Bool(b)) => b.to_string(),
             (Class::Temporal, Value::String(s)) => s.clone(),
             (Class::Other, Value::String(s)) => s.clone(),
@@ -1269,7 +1269,7 @@ impl<'a> Compiler<'a> {
             let ip = format!("{path}[{i}]");
             let t = match (cls, item) {
                 (Class::Text, Value::String(s)) => s.clone(),
-                (Class::Number, Value::Number(n)) => n.to_string(),
+                (Class::Number, Value::Number(n)) => number_text(n),
                 (Class::Bool, Value::Bool(b)) => b.to_string(),
                 (Class::Temporal | Class::Other, Value::String(s)) => s.clone(),
                 (Class::Other, v) if !v.is_null() => v.to_string(),
@@ -1502,6 +1502,17 @@ fn parent_profile_key(graph: &DataGraph, row: &Row<'_>) -> Option<String> {
             .table
             .column(&graph.profile.as_ref()?.primary_key)
             .map(|c| c.quoted.clone()),
+    }
+}
+
+/// A JSON number as Postgres reads it: integral floats (`1.0`) as integers, so they fit
+/// integer columns as JSON intends.
+fn number_text(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
+            format!("{}", f as i64)
+        }
+        _ => n.to_string(),
     }
 }
 
