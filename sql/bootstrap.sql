@@ -24,6 +24,7 @@ CREATE TABLE linked_audiences.audience (
     definition    jsonb NOT NULL,
     depends_on    text[] NOT NULL DEFAULT '{}',
     relationships text[] NOT NULL DEFAULT '{}',
+    last_run_id   bigint,
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
@@ -68,3 +69,86 @@ BEGIN
     RETURN bad;
 END
 $$;
+
+-- Destinations and activations: which changes of which audience go where.
+CREATE TABLE linked_audiences.destination (
+    id         bigserial PRIMARY KEY,
+    key        text NOT NULL UNIQUE CHECK (key ~ '^[a-z][a-z0-9_]{0,62}$'),
+    preset     text NOT NULL CHECK (preset IN ('segment', 'braze', 'iterable', 'customerio', 'webhook')),
+    settings   jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE linked_audiences.activation (
+    id             bigserial PRIMARY KEY,
+    audience_id    bigint NOT NULL REFERENCES linked_audiences.audience,
+    destination_id bigint NOT NULL REFERENCES linked_audiences.destination,
+    event          text NOT NULL CHECK (event IN ('Audience Entered', 'Audience Exited',
+                       'Audience Entered and Exited', 'Entity Added', 'Entity Removed')),
+    entity         text CHECK ((entity IS NOT NULL) = (event IN ('Entity Added', 'Entity Removed'))),
+    properties     jsonb NOT NULL DEFAULT '{}',
+    event_name     text,
+    enabled        boolean NOT NULL DEFAULT true,
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON linked_audiences.activation (audience_id);
+SELECT pg_catalog.pg_extension_config_dump('linked_audiences.destination', '');
+SELECT pg_catalog.pg_extension_config_dump('linked_audiences.destination_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('linked_audiences.activation', '');
+SELECT pg_catalog.pg_extension_config_dump('linked_audiences.activation_id_seq', '');
+
+-- Computed membership, its history, and the runs that produced them.
+CREATE TABLE linked_audiences.runs (
+    id               bigserial PRIMARY KEY,
+    audience_id      bigint NOT NULL REFERENCES linked_audiences.audience ON DELETE CASCADE,
+    audience_version integer,
+    started_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at      timestamptz,
+    status           text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+    members          bigint,
+    entered          bigint,
+    exited           bigint,
+    entities_added   bigint,
+    entities_removed bigint,
+    events_written   bigint,
+    error            text
+);
+CREATE INDEX ON linked_audiences.runs (audience_id, id);
+CREATE TABLE linked_audiences.audience_members (
+    audience_id bigint NOT NULL REFERENCES linked_audiences.audience ON DELETE CASCADE,
+    profile_id  text NOT NULL,
+    entered_at  timestamptz NOT NULL,
+    PRIMARY KEY (audience_id, profile_id)
+);
+CREATE TABLE linked_audiences.audience_entities (
+    audience_id  bigint NOT NULL REFERENCES linked_audiences.audience ON DELETE CASCADE,
+    relationship text NOT NULL,
+    profile_id   text NOT NULL,
+    entity_id    text NOT NULL,
+    added_at     timestamptz NOT NULL,
+    PRIMARY KEY (audience_id, relationship, profile_id, entity_id)
+);
+CREATE TABLE linked_audiences.membership_changes (
+    run_id       bigint NOT NULL REFERENCES linked_audiences.runs ON DELETE CASCADE,
+    audience_id  bigint NOT NULL,
+    profile_id   text NOT NULL,
+    relationship text,
+    entity_id    text,
+    change       text NOT NULL CHECK (change IN ('entered', 'exited', 'entity_added', 'entity_removed')),
+    at           timestamptz NOT NULL
+);
+CREATE INDEX ON linked_audiences.membership_changes (run_id);
+CREATE INDEX ON linked_audiences.membership_changes (audience_id, profile_id);
+SELECT pg_catalog.pg_extension_config_dump('linked_audiences.runs', '');
+SELECT pg_catalog.pg_extension_config_dump('linked_audiences.runs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('linked_audiences.audience_members', '');
+SELECT pg_catalog.pg_extension_config_dump('linked_audiences.audience_entities', '');
+SELECT pg_catalog.pg_extension_config_dump('linked_audiences.membership_changes', '');
+
+-- Computes in progress, as other sessions see them: a compute holds the advisory lock
+-- (1279345491, audience id) for its whole transaction.
+CREATE VIEW linked_audiences.running AS
+SELECT a.key AS audience, s.pid, s.xact_start AS started_at, s.state, s.query
+FROM pg_catalog.pg_locks l
+JOIN pg_catalog.pg_stat_activity s ON s.pid = l.pid
+JOIN linked_audiences.audience a ON a.id = l.objid::pg_catalog.int8
+WHERE l.locktype = 'advisory' AND l.classid = 1279345491 AND l.objsubid = 2 AND l.granted;

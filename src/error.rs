@@ -75,6 +75,14 @@ impl Problem {
         self
     }
 
+    /// Sets the hint only when there is none yet.
+    pub fn with_hint_if_none(mut self, hint: impl Into<String>) -> Self {
+        if self.hint.is_none() {
+            self.hint = Some(hint.into());
+        }
+        self
+    }
+
     /// The message as reported: the path first.
     pub fn full_message(&self) -> String {
         if self.path.is_empty() {

@@ -7,8 +7,10 @@
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
+pub mod activation;
 pub mod audience;
 pub mod compile;
+pub mod compute;
 pub mod error;
 pub mod graph;
 pub mod json;
@@ -20,6 +22,7 @@ use error::{Kind, Problem};
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 static MAX_RELATIONSHIP_DEPTH: GucSetting<i32> =
     GucSetting::<i32>::new(graph::validate::DEFAULT_MAX_DEPTH as i32);

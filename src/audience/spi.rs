@@ -41,7 +41,7 @@ pub fn load_env() -> Result<Env> {
             ),
         );
     }
-    let cat = graph_spi::load_catalog(&graph)?;
+    let cat = graph_spi::load_stored_catalog(&graph)?;
     let report = validate::validate(&graph, &cat, crate::max_depth());
     if let Some(p) = report.problems.first() {
         return Err(Problem::new(

@@ -59,15 +59,35 @@ fn table(schema: Option<&str>, name: &str) -> Result<Option<Table>> {
 
 /// Reads what the catalog says about every table the graph names.
 pub fn load_catalog(graph: &DataGraph) -> Result<Catalog> {
+    load_catalog_with(graph, &serde_json::Map::new())
+}
+
+/// The catalog of the stored graph: each table where it resolved when the graph was
+/// defined, whatever the search_path is now.
+pub fn load_stored_catalog(graph: &DataGraph) -> Result<Catalog> {
+    let resolved = jsonb_row("SELECT tables FROM linked_audiences.data_graph", &[])?
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    load_catalog_with(graph, &resolved)
+}
+
+fn load_catalog_with(
+    graph: &DataGraph,
+    resolved: &serde_json::Map<String, Value>,
+) -> Result<Catalog> {
     let mut cat = Catalog::default();
     let mut candidates: Option<Vec<String>> = None;
     for table_ref in graph.table_refs() {
         let lookup = match split_table_ref(&table_ref) {
             Err(why) => Lookup::Malformed(why),
             Ok(parts) => {
-                let (schema, name) = match parts.as_slice() {
-                    [s, n] => (Some(s.as_str()), n.as_str()),
-                    [n] => (None, n.as_str()),
+                let known = resolved
+                    .get(&table_ref)
+                    .and_then(|r| Some((r["schema"].as_str()?, r["name"].as_str()?)));
+                let (schema, name) = match (known, parts.as_slice()) {
+                    (Some((s, n)), _) => (Some(s), n),
+                    (None, [s, n]) => (Some(s.as_str()), n.as_str()),
+                    (None, [n]) => (None, n.as_str()),
                     _ => unreachable!("split_table_ref returns one or two parts"),
                 };
                 match table(schema, name)? {

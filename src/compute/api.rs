@@ -1,0 +1,126 @@
+//! `linked_audiences.compute_audience`: one compute, in the caller's transaction.
+//! The SQL wrappers (`la_compute_audience`, `la_compute_all`) add failure recording.
+
+use super::{entity_diff_sql, membership_diff_sql};
+use crate::audience::spi::{args, compile_checked, load_env, require};
+use crate::compile::sql::ParamValue;
+use crate::error::Result;
+use crate::sql::{internal, jsonb_row, jsonb_write};
+use crate::{raise, raise_all};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+fn ok_or_raise<T>(r: Result<T>) -> T {
+    r.unwrap_or_else(|p| raise(&p))
+}
+
+/// Computes one audience: membership and tracked entities are diffed against the last
+/// run; changes, the run row (and, with activations, outbox rows) are written in the
+/// caller's transaction.
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    strict,
+    sql = "CREATE FUNCTION linked_audiences.compute_audience(key text) RETURNS jsonb \
+           STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+)]
+fn compute_audience(key: &str) -> JsonB {
+    let started = std::time::Instant::now();
+    let stored = ok_or_raise(require(key));
+    // One compute of an audience at a time; the lock is what linked_audiences.running
+    // shows to other sessions.
+    ok_or_raise(
+        Spi::run_with_args(
+            "SELECT pg_catalog.pg_advisory_xact_lock(1279345491, $1::pg_catalog.int4)",
+            &[stored.id.into()],
+        )
+        .map_err(internal),
+    );
+    let env = ok_or_raise(load_env());
+    let compiled =
+        compile_checked(&env, &stored.definition, Some(key)).unwrap_or_else(|ps| raise_all(&ps));
+    let run = ok_or_raise(jsonb_write(
+        "INSERT INTO linked_audiences.runs (audience_id, audience_version, status)
+         VALUES ($1, $2, 'running') RETURNING pg_catalog.to_jsonb(id)",
+        &[stored.id.into(), stored.version.into()],
+    ))
+    .and_then(|v| v.as_i64())
+    .unwrap_or_default();
+
+    let mut params = compiled.params.clone();
+    params.push(ParamValue::Text(stored.id.to_string()));
+    let audience = format!("${}::pg_catalog.int8", params.len());
+    params.push(ParamValue::Text(run.to_string()));
+    let run_param = format!("${}::pg_catalog.int8", params.len());
+
+    let m = ok_or_raise(jsonb_write(
+        &membership_diff_sql(&compiled, &audience, &run_param),
+        &args(&params),
+    ))
+    .unwrap_or(Value::Null);
+    let (members, entered, exited) = (
+        m["members"].as_i64().unwrap_or(0),
+        m["entered"].as_i64().unwrap_or(0),
+        m["exited"].as_i64().unwrap_or(0),
+    );
+    pgrx::notice!("linked_audiences: {key}: {members} members, {entered} entered, {exited} exited");
+
+    // Entities of the relationships that Entity Added/Removed activations name.
+    let tracked: Vec<String> = ok_or_raise(jsonb_row(
+        "SELECT coalesce(pg_catalog.jsonb_agg(DISTINCT entity), '[]') FROM linked_audiences.activation
+         WHERE audience_id = $1 AND enabled AND entity IS NOT NULL",
+        &[stored.id.into()],
+    ))
+    .and_then(|v| serde_json::from_value(v).ok())
+    .unwrap_or_default();
+    let (mut added, mut removed) = (0, 0);
+    for rel in &tracked {
+        let selects: Vec<_> = compiled
+            .entity_selects
+            .iter()
+            .filter(|s| &s.relationship == rel)
+            .collect();
+        if selects.is_empty() {
+            continue;
+        }
+        let mut p = params.clone();
+        p.push(ParamValue::Text(rel.clone()));
+        let rel_param = format!("${}", p.len());
+        let e = ok_or_raise(jsonb_write(
+            &entity_diff_sql(&compiled, &selects, &audience, &run_param, &rel_param),
+            &args(&p),
+        ))
+        .unwrap_or(Value::Null);
+        let (a, r) = (
+            e["added"].as_i64().unwrap_or(0),
+            e["removed"].as_i64().unwrap_or(0),
+        );
+        pgrx::notice!("linked_audiences: {key}: {rel}: {a} entities added, {r} removed");
+        added += a;
+        removed += r;
+    }
+
+    let events_written = 0i64;
+    let duration_ms = started.elapsed().as_millis() as i64;
+    ok_or_raise(jsonb_write(
+        "WITH r AS (
+             UPDATE linked_audiences.runs SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp(),
+                 members = $2, entered = $3, exited = $4, entities_added = $5, entities_removed = $6,
+                 events_written = $7
+             WHERE id = $1 RETURNING audience_id)
+         UPDATE linked_audiences.audience a SET last_run_id = $1 FROM r WHERE a.id = r.audience_id
+         RETURNING '{}'::pg_catalog.jsonb",
+        &[run.into(), members.into(), entered.into(), exited.into(), added.into(), removed.into(), events_written.into()],
+    ));
+    JsonB(json!({
+        "run_id": run,
+        "members": members,
+        "entered": entered,
+        "exited": exited,
+        "entities_added": added,
+        "entities_removed": removed,
+        "events_written": events_written,
+        "duration_ms": duration_ms,
+    }))
+}

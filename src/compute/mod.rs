@@ -1,0 +1,94 @@
+//! Computing an audience: the set-based diff of its membership (and of the entities
+//! that activations track) against the last run, written with its history in one
+//! statement per set.
+
+pub mod api;
+
+use crate::compile::{Compiled, EntitySelect};
+
+/// The statement that diffs the members of an audience: inserts who entered, deletes
+/// who exited, logs both as changes of run `run`, and returns the counts. Rows are
+/// written only for changes. `audience` and `run` are parameter placeholders.
+pub fn membership_diff_sql(c: &Compiled, audience: &str, run: &str) -> String {
+    format!(
+        "WITH cur AS MATERIALIZED ({members}),
+ins AS (
+    INSERT INTO linked_audiences.audience_members (audience_id, profile_id, entered_at)
+    SELECT {audience}, c.profile_id, pg_catalog.now() FROM cur c
+    WHERE NOT EXISTS (SELECT 1 FROM linked_audiences.audience_members m
+                      WHERE m.audience_id = {audience} AND m.profile_id = c.profile_id)
+    RETURNING profile_id),
+del AS (
+    DELETE FROM linked_audiences.audience_members m
+    WHERE m.audience_id = {audience} AND NOT EXISTS (SELECT 1 FROM cur c WHERE c.profile_id = m.profile_id)
+    RETURNING m.profile_id),
+log AS (
+    INSERT INTO linked_audiences.membership_changes (run_id, audience_id, profile_id, change, at)
+    SELECT {run}, {audience}, profile_id, 'entered', pg_catalog.now() FROM ins
+    UNION ALL
+    SELECT {run}, {audience}, profile_id, 'exited', pg_catalog.now() FROM del
+    RETURNING change)
+SELECT pg_catalog.jsonb_build_object(
+    'members', (SELECT pg_catalog.count(*) FROM cur),
+    'entered', (SELECT pg_catalog.count(*) FROM log WHERE change = 'entered'),
+    'exited', (SELECT pg_catalog.count(*) FROM log WHERE change = 'exited'))",
+        members = c.members_sql(),
+    )
+}
+
+/// The (profile, entity) pairs of one relationship for the audience's current members.
+pub fn entity_pairs_sql(c: &Compiled, selects: &[&EntitySelect], audience: &str) -> String {
+    let parts: Vec<String> = selects
+        .iter()
+        .map(|s| {
+            format!(
+                "SELECT p.{pk}::pg_catalog.text AS profile_id, {t}.{tpk}::pg_catalog.text AS entity_id
+    FROM {profile} p, {from}
+    WHERE {w} AND EXISTS (SELECT 1 FROM linked_audiences.audience_members m
+                          WHERE m.audience_id = {audience} AND m.profile_id = p.{pk}::pg_catalog.text)",
+                pk = c.profile.pk,
+                t = s.target_alias,
+                tpk = s.target_pk,
+                profile = c.profile.table,
+                from = s.from,
+                w = s.where_sql(),
+            )
+        })
+        .collect();
+    parts.join("\n    UNION\n    ")
+}
+
+/// The statement that diffs the tracked entities of one relationship.
+pub fn entity_diff_sql(
+    c: &Compiled,
+    selects: &[&EntitySelect],
+    audience: &str,
+    run: &str,
+    relationship: &str,
+) -> String {
+    format!(
+        "WITH cur AS MATERIALIZED ({pairs}),
+ins AS (
+    INSERT INTO linked_audiences.audience_entities (audience_id, relationship, profile_id, entity_id, added_at)
+    SELECT {audience}, {relationship}, c.profile_id, c.entity_id, pg_catalog.now() FROM cur c
+    WHERE NOT EXISTS (SELECT 1 FROM linked_audiences.audience_entities e
+                      WHERE e.audience_id = {audience} AND e.relationship = {relationship}
+                        AND e.profile_id = c.profile_id AND e.entity_id = c.entity_id)
+    RETURNING profile_id, entity_id),
+del AS (
+    DELETE FROM linked_audiences.audience_entities e
+    WHERE e.audience_id = {audience} AND e.relationship = {relationship}
+      AND NOT EXISTS (SELECT 1 FROM cur c WHERE c.profile_id = e.profile_id AND c.entity_id = e.entity_id)
+    RETURNING e.profile_id, e.entity_id),
+log AS (
+    INSERT INTO linked_audiences.membership_changes (run_id, audience_id, profile_id, relationship, entity_id, change, at)
+    SELECT {run}, {audience}, profile_id, {relationship}, entity_id, 'entity_added', pg_catalog.now() FROM ins
+    UNION ALL
+    SELECT {run}, {audience}, profile_id, {relationship}, entity_id, 'entity_removed', pg_catalog.now() FROM del
+    RETURNING change)
+SELECT pg_catalog.jsonb_build_object(
+    'added', (SELECT pg_catalog.count(*) FROM log WHERE change = 'entity_added'),
+    'removed', (SELECT pg_catalog.count(*) FROM log WHERE change = 'entity_removed'))",
+        pairs = entity_pairs_sql(c, selects, audience),
+    )
+}
