@@ -55,3 +55,37 @@ SELECT la_audience_sql(definition) FROM linked_audiences.audiences WHERE key = '
 \set ON_ERROR_STOP 0
 SELECT la_define_audience('dog_owners', '{"relationship": "pets", "where": {"column": "typ", "op": "equals", "value": "dog"}}');
 \set ON_ERROR_STOP 1
+
+\echo
+\echo '== 3. Compute: membership is materialized and every change recorded'
+\echo 'Entity-level membership is tracked for relationships that an Entity Added/Removed activation names:'
+SELECT la_create_destination('braze', 'braze') AS destination;
+SELECT la_activate('cat_owners', 'braze', 'Entity Added', 'pets') AS activation_id;
+SELECT la_activate('owly_power_users', 'braze', 'Entity Added', 'credit_cards') AS activation_id;
+SET client_min_messages = warning;
+SELECT audience, result->'members' AS members, result->'entered' AS entered, result->'exited' AS exited,
+       result->'entities_added' AS entities_added
+FROM la_compute_all();
+
+\echo
+\echo '== 4. The warehouse changes: a pet becomes a cat, a subscription lapses, a card gets more transactions'
+UPDATE pets SET type = 'cat' WHERE name = 'Bubbles';           -- Bob's fish
+UPDATE subscriptions SET status = 'canceled' WHERE id = 100;   -- Ann's premium plan
+INSERT INTO transactions VALUES (9001, 1001, 5.00, now());     -- Bob's Owly Card: a 6th transaction
+SELECT audience, result->'members' AS members, result->'entered' AS entered, result->'exited' AS exited,
+       result->'entities_added' AS entities_added, result->'entities_removed' AS entities_removed
+FROM la_compute_all();
+RESET client_min_messages;
+\echo 'Who entered and who left in that last round (linked_audiences.membership_changes):'
+SELECT a.key AS audience, p.first_name || ' (' || p.user_id || ')' AS profile, c.change,
+       c.relationship || ' ' || c.entity_id AS entity
+FROM linked_audiences.membership_changes c
+JOIN linked_audiences.audience a ON a.id = c.audience_id
+JOIN profiles p ON p.id::text = c.profile_id
+WHERE c.run_id IN (SELECT max(id) FROM linked_audiences.runs GROUP BY audience_id)
+ORDER BY a.id, c.change, p.user_id;
+\echo 'A recompute with no data change writes nothing:'
+SELECT audience, result->'entered' AS entered, result->'exited' AS exited FROM la_compute_all()
+\g /dev/null
+SELECT count(*) AS change_rows_in_last_round FROM linked_audiences.membership_changes
+WHERE run_id IN (SELECT max(id) FROM linked_audiences.runs GROUP BY audience_id);

@@ -34,6 +34,25 @@ runuser -u postgres -- "$PG_REGRESS" \
 regress=$?
 set -e
 total=$(echo $tests | wc -w)
+echo "== pg_isolation_regress (tests/isolation)"
+PG_ISOLATION=$($PG_CONFIG --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress
+iso_tests=$(grep -Eo '^test: .*' tests/isolation/schedule | sed 's/^test: //' | tr '\n' ' ')
+iso_out=$dir/iso
+mkdir -p "$iso_out" && chown postgres: "$iso_out"
+set +e
+runuser -u postgres -- "$PG_ISOLATION" \
+  --bindir=/usr/lib/postgresql/15/bin --host="$dir" --port="$port" --user=postgres \
+  --inputdir="$root/tests/isolation" --outputdir="$iso_out" --dbname=contrib_regression \
+  --use-existing $iso_tests
+iso=$?
+set -e
+iso_total=$(echo $iso_tests | wc -w)
+if [ $iso -ne 0 ]; then
+  cat "$iso_out/regression.diffs" 2>/dev/null | head -300
+  echo "pg_isolation_regress: failed"
+  exit 1
+fi
+total=$((total + iso_total))
 if [ $regress -ne 0 ]; then
   cat "$out/regression.diffs" 2>/dev/null | head -300
   failed=$(grep -c '^not ok\|FAILED\|failed (ignored)' "$out/regression.out" 2>/dev/null || echo 1)

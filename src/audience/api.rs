@@ -179,12 +179,31 @@ fn la_drop_audience(key: &str) -> bool {
             .with_hint("Redefine or drop those audiences first."),
         );
     }
+    let activations = ok_or_raise(jsonb_row(
+        "SELECT coalesce(pg_catalog.jsonb_agg(a.id ORDER BY a.id), '[]') FROM linked_audiences.activation a WHERE a.audience_id = $1",
+        &[stored.id.into()],
+    ))
+    .unwrap_or(json!([]));
+    if activations.as_array().is_some_and(|a| !a.is_empty()) {
+        raise(
+            &Problem::new(
+                Kind::DependentObjectsStillExist,
+                "key",
+                format!("audience \"{key}\" is used by activations: {activations}"),
+            )
+            .with_hint("Delete those activations first (DELETE FROM linked_audiences.activation WHERE id = ...)."),
+        );
+    }
+    // Its pg_cron job, then its state (members, entities, runs, history: ON DELETE CASCADE).
     ok_or_raise(
-        pgrx::spi::Spi::run_with_args(
-            "DELETE FROM linked_audiences.audience WHERE id = $1",
-            &[stored.id.into()],
-        )
-        .map_err(internal),
+        pgrx::spi::Spi::run_with_args("SELECT linked_audiences.drop_job($1)", &[key.into()])
+            .and_then(|_| {
+                pgrx::spi::Spi::run_with_args(
+                    "DELETE FROM linked_audiences.audience WHERE id = $1",
+                    &[stored.id.into()],
+                )
+            })
+            .map_err(internal),
     );
     true
 }
