@@ -85,7 +85,9 @@ JOIN profiles p ON p.id::text = c.profile_id
 WHERE c.run_id IN (SELECT max(id) FROM linked_audiences.runs GROUP BY audience_id)
 ORDER BY a.id, c.change, p.user_id;
 \echo 'A recompute with no data change writes nothing:'
+SET client_min_messages = warning;
 SELECT audience, result->'entered' AS entered, result->'exited' AS exited FROM la_compute_all()
 \g /dev/null
+RESET client_min_messages;
 SELECT count(*) AS change_rows_in_last_round FROM linked_audiences.membership_changes
 WHERE run_id IN (SELECT max(id) FROM linked_audiences.runs GROUP BY audience_id);
