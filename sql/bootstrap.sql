@@ -110,6 +110,7 @@ CREATE TABLE linked_audiences.runs (
     entities_added   bigint,
     entities_removed bigint,
     events_written   bigint,
+    events_truncated bigint,
     error            text
 );
 CREATE INDEX ON linked_audiences.runs (audience_id, id);
@@ -152,3 +153,50 @@ FROM pg_catalog.pg_locks l
 JOIN pg_catalog.pg_stat_activity s ON s.pid = l.pid
 JOIN linked_audiences.audience a ON a.id = l.objid::pg_catalog.int8
 WHERE l.locktype = 'advisory' AND l.classid = 1279345491 AND l.objsubid = 2 AND l.granted;
+
+-- The outbox: insert-only, Debezium outbox-router compatible (id, aggregatetype,
+-- aggregateid, type, payload), plus the order (seq), the writing transaction (tx) and
+-- the destination's action. Delivery state for SQL consumers lives beside it, in
+-- outbox_state, so the outbox itself is never updated.
+CREATE TABLE linked_audiences.outbox (
+    id            uuid PRIMARY KEY,
+    seq           bigserial NOT NULL UNIQUE,
+    tx            xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    aggregatetype text NOT NULL,
+    aggregateid   text NOT NULL,
+    type          text NOT NULL,
+    payload       jsonb NOT NULL,
+    destination   text NOT NULL,
+    audience      text NOT NULL,
+    activation_id bigint NOT NULL,
+    action        text NOT NULL,
+    mapped        jsonb NOT NULL,
+    run_id        bigint
+);
+CREATE FUNCTION linked_audiences.outbox_is_insert_only() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'linked_audiences.outbox is insert-only'
+        USING ERRCODE = '55000', HINT = 'Acknowledge rows with la_outbox_ack; remove old ones with la_outbox_prune.';
+END
+$$;
+CREATE TRIGGER outbox_is_insert_only BEFORE UPDATE ON linked_audiences.outbox
+    FOR EACH ROW EXECUTE FUNCTION linked_audiences.outbox_is_insert_only();
+CREATE TABLE linked_audiences.outbox_state (
+    id          uuid PRIMARY KEY REFERENCES linked_audiences.outbox ON DELETE CASCADE,
+    destination text NOT NULL,
+    aggregateid text NOT NULL,
+    seq         bigint NOT NULL,
+    status      text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'acked', 'dead')),
+    attempts    integer NOT NULL DEFAULT 0,
+    visible_at  timestamptz NOT NULL DEFAULT '-infinity',
+    last_error  text,
+    acked_at    timestamptz
+);
+CREATE INDEX outbox_state_pending ON linked_audiences.outbox_state (destination, seq) WHERE status = 'pending';
+CREATE INDEX outbox_state_pending_user ON linked_audiences.outbox_state (destination, aggregateid, seq)
+    WHERE status = 'pending';
+SELECT pg_catalog.pg_extension_config_dump('linked_audiences.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('linked_audiences.outbox_seq_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('linked_audiences.outbox_state', '');

@@ -125,3 +125,110 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The outbox consumer API (SPEC section 5), in the shape of pgmq: read claims rows
+-- for a visibility timeout, ack settles them, fail schedules a retry or dead-letters.
+
+-- Claims up to `batch` pending rows of a destination, oldest first (SKIP LOCKED: any
+-- number of consumers may read at once). A row is not handed out while an earlier
+-- unacknowledged row for the same user is pending, so per-user order holds.
+CREATE FUNCTION @extschema@.la_outbox_read(destination text, batch integer DEFAULT 100,
+                                           visibility_timeout interval DEFAULT '30 seconds')
+RETURNS TABLE (id uuid, seq bigint, aggregateid text, type text, action text, payload jsonb,
+               mapped jsonb, attempts integer, created_at timestamptz)
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM linked_audiences.destination d WHERE d.key = la_outbox_read.destination) THEN
+        RAISE EXCEPTION 'destination: destination "%" does not exist', la_outbox_read.destination
+            USING ERRCODE = '42704';
+    END IF;
+    IF batch IS NULL OR batch < 1 OR batch > 100000 THEN
+        RAISE EXCEPTION 'batch: expected 1 to 100000 rows, got %', batch USING ERRCODE = '22023';
+    END IF;
+    IF visibility_timeout IS NULL OR visibility_timeout <= interval '0' THEN
+        RAISE EXCEPTION 'visibility_timeout: must be positive, got %', visibility_timeout USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH claim AS (
+        SELECT s.id FROM linked_audiences.outbox_state s
+        WHERE s.destination = la_outbox_read.destination AND s.status = 'pending'
+          AND s.visible_at <= clock_timestamp()
+          AND NOT EXISTS (SELECT 1 FROM linked_audiences.outbox_state e
+                          WHERE e.destination = s.destination AND e.aggregateid = s.aggregateid
+                            AND e.status = 'pending' AND e.seq < s.seq)
+        ORDER BY s.seq
+        LIMIT batch
+        FOR UPDATE SKIP LOCKED),
+    upd AS (
+        UPDATE linked_audiences.outbox_state s
+        SET visible_at = clock_timestamp() + visibility_timeout, attempts = s.attempts + 1
+        FROM claim WHERE s.id = claim.id
+        RETURNING s.id, s.attempts)
+    SELECT o.id, o.seq, o.aggregateid, o.type, o.action, o.payload, o.mapped, upd.attempts, o.created_at
+    FROM upd JOIN linked_audiences.outbox o ON o.id = upd.id
+    ORDER BY o.seq;
+END
+$$;
+
+-- Acknowledges delivered rows; returns how many were pending and are now acked.
+CREATE FUNCTION @extschema@.la_outbox_ack(ids uuid[]) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    WITH a AS (
+        UPDATE linked_audiences.outbox_state s SET status = 'acked', acked_at = clock_timestamp()
+        WHERE s.id = ANY (ids) AND s.status = 'pending'
+        RETURNING 1)
+    SELECT count(*)::integer FROM a;
+$$;
+
+-- Reports a failed delivery: the row becomes visible again after retry_after, doubled
+-- for each earlier attempt (capped at 2^10), or is dead-lettered once it has been
+-- handed out max_attempts times (destination setting, default 10). Returns 'retrying'
+-- or 'dead'.
+CREATE FUNCTION @extschema@.la_outbox_fail(id uuid, error text, retry_after interval DEFAULT '1 minute')
+RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tries integer;
+    max_tries integer;
+BEGIN
+    SELECT s.attempts, coalesce((d.settings->>'max_attempts')::integer, 10) INTO tries, max_tries
+    FROM linked_audiences.outbox_state s JOIN linked_audiences.destination d ON d.key = s.destination
+    WHERE s.id = la_outbox_fail.id AND s.status = 'pending'
+    FOR UPDATE OF s;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'id: outbox row % is not pending', la_outbox_fail.id USING ERRCODE = '42704';
+    END IF;
+    IF tries >= max_tries THEN
+        UPDATE linked_audiences.outbox_state s SET status = 'dead', last_error = error
+        WHERE s.id = la_outbox_fail.id;
+        RETURN 'dead';
+    END IF;
+    UPDATE linked_audiences.outbox_state s
+    SET visible_at = clock_timestamp() + retry_after * power(2, least(greatest(tries - 1, 0), 10)),
+        last_error = error
+    WHERE s.id = la_outbox_fail.id;
+    RETURN 'retrying';
+END
+$$;
+
+-- Rows given up on, with their last error.
+CREATE FUNCTION @extschema@.la_outbox_dead_letters(destination text)
+RETURNS TABLE (id uuid, seq bigint, aggregateid text, type text, attempts integer, last_error text,
+               payload jsonb, created_at timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT o.id, o.seq, o.aggregateid, o.type, s.attempts, s.last_error, o.payload, o.created_at
+    FROM linked_audiences.outbox_state s JOIN linked_audiences.outbox o ON o.id = s.id
+    WHERE s.destination = la_outbox_dead_letters.destination AND s.status = 'dead'
+    ORDER BY o.seq;
+$$;
+
+-- Deletes acknowledged rows acknowledged longer ago than older_than; returns how many.
+CREATE FUNCTION @extschema@.la_outbox_prune(older_than interval) RETURNS bigint
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    WITH d AS (
+        DELETE FROM linked_audiences.outbox o
+        USING linked_audiences.outbox_state s
+        WHERE s.id = o.id AND s.status = 'acked' AND s.acked_at < clock_timestamp() - older_than
+        RETURNING 1)
+    SELECT count(*) FROM d;
+$$;

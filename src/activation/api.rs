@@ -304,3 +304,153 @@ fn la_set_activation_enabled(id: i64, enabled: bool) -> bool {
     }
     enabled
 }
+
+/// Fits an event under `max_bytes` and maps it for the preset:
+/// `{payload, action, mapped, truncated}`. Used by computes, row by row inside one
+/// INSERT ... SELECT.
+#[pg_extern(
+    immutable,
+    strict,
+    parallel_safe,
+    sql = "CREATE FUNCTION linked_audiences.finish_event(preset text, payload jsonb, max_bytes integer) \
+           RETURNS jsonb IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+)]
+fn finish_event(preset: &str, payload: JsonB, max_bytes: i32) -> JsonB {
+    JsonB(super::payload::finish(
+        preset,
+        payload.0,
+        max_bytes.max(1024) as usize,
+    ))
+}
+
+/// The enabled activations of an audience, with their destinations.
+pub fn load_activations(
+    audience_id: i64,
+    only: Option<i64>,
+) -> Result<Vec<super::events::Activation>> {
+    let v = jsonb_row(
+        "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                    'id', a.id, 'event', a.event, 'entity', a.entity, 'properties', a.properties,
+                    'event_name', a.event_name, 'destination', d.key, 'preset', d.preset) ORDER BY a.id), '[]')
+         FROM linked_audiences.activation a JOIN linked_audiences.destination d ON d.id = a.destination_id
+         WHERE a.audience_id = $1 AND (a.enabled OR a.id = $2) AND ($2 IS NULL OR a.id = $2)",
+        &[audience_id.into(), only.into()],
+    )?
+    .unwrap_or(Value::Array(vec![]));
+    serde_json::from_value(v).map_err(internal)
+}
+
+/// The payload an activation would send for one current member (the first by profile
+/// id, or `profile_id`), without writing anything.
+#[pg_extern(volatile, parallel_unsafe)]
+fn la_preview_event(activation_id: i64, profile_id: default!(Option<String>, "NULL")) -> JsonB {
+    use crate::audience::spi::args;
+    use crate::compile::sql::ParamValue;
+    let meta = ok_or_raise(jsonb_row(
+        "SELECT pg_catalog.jsonb_build_object('audience_id', a.audience_id, 'key', au.key)
+         FROM linked_audiences.activation a JOIN linked_audiences.audience au ON au.id = a.audience_id WHERE a.id = $1",
+        &[activation_id.into()],
+    ))
+    .unwrap_or_else(|| raise(&Problem::new(Kind::UndefinedObject, "activation_id", format!("activation {activation_id} does not exist"))));
+    let key = meta["key"].as_str().unwrap_or_default().to_string();
+    let audience_id = meta["audience_id"].as_i64().unwrap_or_default();
+    let stored = ok_or_raise(require(&key));
+    let env = ok_or_raise(load_env());
+    let compiled =
+        compile_checked(&env, &stored.definition, Some(&key)).unwrap_or_else(|ps| raise_all(&ps));
+    let activation = ok_or_raise(load_activations(audience_id, Some(activation_id)))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| raise(&internal("activation vanished")));
+    let mut params = compiled.params.clone();
+    // The member: the one asked for, if it is one; else the first.
+    params.push(ParamValue::Text(profile_id.clone().unwrap_or_default()));
+    let pid = format!("${}", params.len());
+    let member = ok_or_raise(jsonb_row(
+        &format!(
+            "SELECT pg_catalog.to_jsonb(m.profile_id) FROM ({}) m WHERE {pid} = '' OR m.profile_id = {pid} ORDER BY m.profile_id LIMIT 1",
+            compiled.members_sql()
+        ),
+        &args(&params),
+    ))
+    .and_then(|v| v.as_str().map(str::to_string))
+    .unwrap_or_else(|| {
+        raise(&match &profile_id {
+            Some(p) => Problem::invalid("profile_id", format!("profile \"{p}\" is not a member of audience \"{key}\"")),
+            None => Problem::new(Kind::NotInPrerequisiteState, "activation_id", format!("audience \"{key}\" has no members to preview")),
+        })
+    });
+    let change = activation.changes()[0];
+    let mut entity_id = String::new();
+    if let Some(rel) = activation
+        .entity
+        .as_ref()
+        .filter(|_| is_entity_event(&activation.event))
+    {
+        let selects: Vec<&crate::compile::EntitySelect> = compiled
+            .entity_selects
+            .iter()
+            .filter(|s| &s.relationship == rel)
+            .collect();
+        let pairs: Vec<String> = selects
+            .iter()
+            .map(|s| {
+                format!(
+                    "SELECT {a}.{pk}::pg_catalog.text AS entity_id FROM {t} p, {from} WHERE {w} AND p.{ppk}::pg_catalog.text = {pid}",
+                    a = s.target_alias,
+                    pk = s.target_pk,
+                    t = compiled.profile.table,
+                    from = s.from,
+                    w = s.where_sql(),
+                    ppk = compiled.profile.pk,
+                )
+            })
+            .collect();
+        let mut p = params.clone();
+        p.pop();
+        p.push(ParamValue::Text(member.clone()));
+        entity_id = ok_or_raise(jsonb_row(
+            &format!(
+                "SELECT pg_catalog.to_jsonb(u.entity_id) FROM ({}) u ORDER BY 1 LIMIT 1",
+                pairs.join(" UNION ")
+            ),
+            &args(&p),
+        ))
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| {
+            raise(&Problem::new(
+                Kind::NotInPrerequisiteState,
+                "profile_id",
+                format!("profile \"{member}\" has no \"{rel}\" entities"),
+            ))
+        });
+    }
+    params.pop();
+    params.push(ParamValue::Text(member));
+    let pid = format!("${}", params.len());
+    params.push(ParamValue::Text(entity_id));
+    let eid = format!("${}", params.len());
+    params.push(ParamValue::Text(
+        activation.entity.clone().unwrap_or_default(),
+    ));
+    let rel = format!("${}", params.len());
+    let ctx = super::events::EventCtx {
+        graph: &env.graph,
+        cat: &env.cat,
+        compiled: &compiled,
+        audience_key: &key,
+        audience_id,
+        run: "NULL",
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let sql = format!(
+        "WITH ch AS (SELECT {pid}::pg_catalog.text AS profile_id, {eid}::pg_catalog.text AS entity_id, {change} AS change, {rel}::pg_catalog.text AS relationship),
+         ev AS ({events})
+         SELECT pg_catalog.jsonb_build_object('payload', f->'payload', 'action', f->'action', 'mapped', f->'mapped')
+         FROM (SELECT linked_audiences.finish_event(ev.preset, ev.payload, {max}) AS f FROM ev) x",
+        change = crate::compile::sql::quote_literal(change),
+        events = super::events::activation_events_sql(&ctx, &activation),
+        max = super::payload::MAX_EVENT_BYTES,
+    );
+    JsonB(ok_or_raise(jsonb_row(&sql, &args(&params))).unwrap_or(Value::Null))
+}

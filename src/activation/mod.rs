@@ -1,6 +1,8 @@
 //! Destinations, activations, and (with the outbox) the payloads they send.
 
 pub mod api;
+pub mod events;
+pub mod payload;
 
 /// The five event choices of an activation.
 pub const EVENTS: [&str; 5] = [

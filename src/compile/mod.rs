@@ -38,6 +38,8 @@ pub struct ProfileSql {
     pub table: String,
     /// Quoted primary key column.
     pub pk: String,
+    /// The primary key's type, to cast text ids back for index lookups.
+    pub pk_type: String,
     /// Quoted column sent as userId.
     pub user_id: String,
 }
@@ -219,6 +221,10 @@ pub fn compile_node(
         profile: ProfileSql {
             table: table.quoted.clone(),
             pk,
+            pk_type: table
+                .column(&profile.primary_key)
+                .map(|c| c.base_type.clone())
+                .unwrap_or_default(),
             user_id,
         },
         condition,

@@ -101,17 +101,39 @@ fn compute_audience(key: &str) -> JsonB {
         removed += r;
     }
 
-    let events_written = 0i64;
+    // Every change becomes an event for each enabled activation, in this transaction.
+    let activations = ok_or_raise(crate::activation::api::load_activations(stored.id, None));
+    let mut events_written = 0i64;
+    let mut truncated = 0i64;
+    if !activations.is_empty() {
+        let ctx = crate::activation::events::EventCtx {
+            graph: &env.graph,
+            cat: &env.cat,
+            compiled: &compiled,
+            audience_key: key,
+            audience_id: stored.id,
+            run: &run_param,
+            version: env!("CARGO_PKG_VERSION"),
+        };
+        let changes = format!(
+            "SELECT c.profile_id, c.entity_id, c.change, c.relationship FROM linked_audiences.membership_changes c WHERE c.run_id = {run_param}"
+        );
+        let sql = crate::activation::events::outbox_insert_sql(&ctx, &activations, &changes);
+        let o = ok_or_raise(jsonb_write(&sql, &args(&params))).unwrap_or(Value::Null);
+        events_written = o["written"].as_i64().unwrap_or(0);
+        truncated = o["truncated"].as_i64().unwrap_or(0);
+        pgrx::notice!("linked_audiences: {key}: {events_written} events written to the outbox ({truncated} truncated)");
+    }
     let duration_ms = started.elapsed().as_millis() as i64;
     ok_or_raise(jsonb_write(
         "WITH r AS (
              UPDATE linked_audiences.runs SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp(),
                  members = $2, entered = $3, exited = $4, entities_added = $5, entities_removed = $6,
-                 events_written = $7
+                 events_written = $7, events_truncated = $8
              WHERE id = $1 RETURNING audience_id)
          UPDATE linked_audiences.audience a SET last_run_id = $1 FROM r WHERE a.id = r.audience_id
          RETURNING '{}'::pg_catalog.jsonb",
-        &[run.into(), members.into(), entered.into(), exited.into(), added.into(), removed.into(), events_written.into()],
+        &[run.into(), members.into(), entered.into(), exited.into(), added.into(), removed.into(), events_written.into(), truncated.into()],
     ));
     JsonB(json!({
         "run_id": run,
@@ -121,6 +143,7 @@ fn compute_audience(key: &str) -> JsonB {
         "entities_added": added,
         "entities_removed": removed,
         "events_written": events_written,
+        "events_truncated": truncated,
         "duration_ms": duration_ms,
     }))
 }

@@ -1,0 +1,322 @@
+//! The SQL that turns a run's membership changes into Segment events, one SELECT per
+//! activation, all set-based. Pure: columns come from the catalog snapshot, already
+//! quoted; names and user strings are quoted literals.
+
+use super::is_entity_event;
+use crate::compile::sql::quote_literal;
+use crate::compile::{Compiled, EntitySelect};
+use crate::graph::catalog::{Catalog, Table};
+use crate::graph::model::DataGraph;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Entities per relationship array in an event, at most (the size limit cuts further).
+pub const MAX_ENTITIES_PER_ARRAY: usize = 500;
+
+/// An activation as stored, with its destination.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Activation {
+    pub id: i64,
+    pub event: String,
+    pub entity: Option<String>,
+    pub properties: Value,
+    pub event_name: Option<String>,
+    pub destination: String,
+    pub preset: String,
+}
+
+impl Activation {
+    pub fn is_identify(&self) -> bool {
+        self.event == "Audience Entered and Exited"
+    }
+    /// The event name sent: the custom name, or the event choice.
+    pub fn name(&self) -> &str {
+        self.event_name.as_deref().unwrap_or(&self.event)
+    }
+    /// The membership changes this activation sends.
+    pub fn changes(&self) -> &'static [&'static str] {
+        match self.event.as_str() {
+            "Audience Entered" => &["entered"],
+            "Audience Exited" => &["exited"],
+            "Audience Entered and Exited" => &["entered", "exited"],
+            "Entity Added" => &["entity_added"],
+            _ => &["entity_removed"],
+        }
+    }
+    fn traits(&self) -> Vec<String> {
+        self.properties["traits"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    fn relationships(&self) -> Vec<(String, Vec<String>)> {
+        self.properties["relationships"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let cols = v
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|c| c.as_str().map(str::to_string))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (k.clone(), cols)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// What the event builder needs besides the activation.
+pub struct EventCtx<'a> {
+    pub graph: &'a DataGraph,
+    pub cat: &'a Catalog,
+    pub compiled: &'a Compiled,
+    pub audience_key: &'a str,
+    pub audience_id: i64,
+    /// SQL for the run id (a placeholder, or NULL for previews).
+    pub run: &'a str,
+    pub version: &'a str,
+}
+
+/// `jsonb_build_object` over (key, value SQL) pairs, chunked under the 100-argument limit.
+fn object(pairs: &[(String, String)]) -> String {
+    if pairs.is_empty() {
+        return "'{}'::pg_catalog.jsonb".into();
+    }
+    pairs
+        .chunks(40)
+        .map(|c| {
+            let args: Vec<String> = c
+                .iter()
+                .map(|(k, v)| format!("{}, {v}", quote_literal(k)))
+                .collect();
+            format!("pg_catalog.jsonb_build_object({})", args.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(" || ")
+}
+
+fn entity_table<'a>(ctx: &EventCtx<'a>, relationship: &str) -> Option<(&'a Table, String, String)> {
+    let placed = ctx.graph.relationship(relationship)?;
+    let entity = ctx.graph.entity(&placed.rel.related_entity)?;
+    let table = ctx.cat.table(&entity.table_ref)?;
+    Some((table, entity.slug.clone(), entity.primary_key.clone()))
+}
+
+/// The member's matched entities of a relationship, as a jsonb array of objects with
+/// the primary key and the selected columns, each tagged `__entity`.
+fn relationship_array(
+    ctx: &EventCtx<'_>,
+    relationship: &str,
+    columns: &[String],
+) -> Option<String> {
+    let (table, entity_slug, pk) = entity_table(ctx, relationship)?;
+    let selects: Vec<&EntitySelect> = ctx
+        .compiled
+        .entity_selects
+        .iter()
+        .filter(|s| s.relationship == relationship)
+        .collect();
+    if selects.is_empty() {
+        return None;
+    }
+    let mut names = vec![pk.clone()];
+    names.extend(columns.iter().filter(|c| **c != pk).cloned());
+    let parts: Vec<String> = selects
+        .iter()
+        .map(|s| {
+            let mut pairs: Vec<(String, String)> = names
+                .iter()
+                .filter_map(|c| {
+                    table
+                        .column(c)
+                        .map(|col| (c.clone(), format!("{}.{}", s.target_alias, col.quoted)))
+                })
+                .collect();
+            pairs.push(("__entity".into(), quote_literal(&entity_slug)));
+            format!(
+                "SELECT {a}.{pk}::pg_catalog.text AS k, {obj} AS o FROM {from} WHERE {w}",
+                a = s.target_alias,
+                pk = s.target_pk,
+                obj = object(&pairs),
+                from = s.from,
+                w = s.where_sql()
+            )
+        })
+        .collect();
+    Some(format!(
+        "(SELECT coalesce(pg_catalog.jsonb_agg(x.o ORDER BY x.k), '[]') FROM (SELECT DISTINCT ON (u.k) u.k, u.o FROM ({}) u ORDER BY u.k LIMIT {MAX_ENTITIES_PER_ARRAY}) x)",
+        parts.join(" UNION ALL ")
+    ))
+}
+
+/// The SELECT producing this activation's events from the changes in `ch`
+/// (profile_id, entity_id, change, relationship): columns id, destination, preset,
+/// user_id, event, kind (0 identify, 1 track), activation_id, entity_id, payload.
+pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation) -> String {
+    let c = ctx.compiled;
+    let key = quote_literal(ctx.audience_key);
+    let profile_table = ctx
+        .graph
+        .profile
+        .as_ref()
+        .and_then(|p| ctx.cat.table(&p.table_ref));
+    let traits: Vec<(String, String)> = a
+        .traits()
+        .into_iter()
+        .filter_map(|t| {
+            profile_table
+                .and_then(|pt| pt.column(&t))
+                .map(|col| (t.clone(), format!("p.{}", col.quoted)))
+        })
+        .collect();
+    let entity_rel = a.entity.clone().filter(|_| is_entity_event(&a.event));
+    let rels: Vec<(String, String)> = a
+        .relationships()
+        .into_iter()
+        .filter(|(r, _)| Some(r) != entity_rel.as_ref())
+        .filter_map(|(r, cols)| relationship_array(ctx, &r, &cols).map(|sql| (r, sql)))
+        .collect();
+    let mut joins = String::new();
+    let mut ent = "'{}'::pg_catalog.jsonb".to_string();
+    if let Some(rel) = &entity_rel {
+        if let Some((table, slug, pk)) = entity_table(ctx, rel) {
+            if let Some(pkc) = table.column(&pk) {
+                joins = format!(
+                    " LEFT JOIN {} t ON t.{} = ch.entity_id::{}",
+                    table.quoted, pkc.quoted, pkc.base_type
+                );
+                let selected = a
+                    .relationships()
+                    .into_iter()
+                    .find(|(r, _)| r == rel)
+                    .map(|(_, cols)| cols);
+                let row = match selected {
+                    Some(cols) => {
+                        let mut names = vec![pk.clone()];
+                        names.extend(cols.into_iter().filter(|c| *c != pk));
+                        let pairs: Vec<(String, String)> = names
+                            .iter()
+                            .filter_map(|n| table.column(n).map(|col| (format!("{rel}__{n}"), format!("t.{}", col.quoted))))
+                            .collect();
+                        object(&pairs)
+                    }
+                    None => format!(
+                        "(SELECT pg_catalog.jsonb_object_agg({} || j.key, j.value) FROM pg_catalog.jsonb_each(pg_catalog.to_jsonb(t)) j)",
+                        quote_literal(&format!("{rel}__"))
+                    ),
+                };
+                ent = format!(
+                    "(CASE WHEN t.{pkq} IS NULL THEN pg_catalog.jsonb_build_object({idkey}, ch.entity_id) ELSE {row} END \
+                     || pg_catalog.jsonb_build_object({ekey}, {slug}))",
+                    pkq = pkc.quoted,
+                    idkey = quote_literal(&format!("{rel}__{pk}")),
+                    ekey = quote_literal(&format!("{rel}____entity")),
+                    slug = quote_literal(&slug),
+                );
+            }
+        }
+    }
+    let changes: Vec<String> = a.changes().iter().map(|s| quote_literal(s)).collect();
+    let rel_filter = entity_rel
+        .as_ref()
+        .map(|r| format!(" AND ch.relationship = {}", quote_literal(r)))
+        .unwrap_or_default();
+    let name = quote_literal(a.name());
+    let ts = "pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+    let context = format!(
+        "pg_catalog.jsonb_build_object('personas', pg_catalog.jsonb_build_object('computation_class', 'audience', \
+         'computation_key', {key}, 'computation_id', {id}, 'computation_run_id', ({run})::pg_catalog.text), \
+         'library', pg_catalog.jsonb_build_object('name', 'linked_audiences', 'version', {ver}))",
+        id = quote_literal(&ctx.audience_id.to_string()),
+        run = ctx.run,
+        ver = quote_literal(ctx.version),
+    );
+    let (kind, body) = if a.is_identify() {
+        (0, format!("'traits', pg_catalog.jsonb_build_object({key}, e.change = 'entered') || e.traits || e.rels"))
+    } else if entity_rel.is_some() {
+        (1, format!("'properties', pg_catalog.jsonb_build_object('audience_key', {key}) || e.ent || e.traits || e.rels"))
+    } else {
+        let member = if a.event == "Audience Exited" {
+            "false"
+        } else {
+            "true"
+        };
+        (1, format!("'properties', pg_catalog.jsonb_build_object('audience_key', {key}, {key}, {member}) || e.traits || e.rels"))
+    };
+    let (ty, event_field) = if a.is_identify() {
+        ("identify", String::new())
+    } else {
+        ("track", format!("'event', {name}, "))
+    };
+    format!(
+        "SELECT e.id, {dest} AS destination, {preset} AS preset, e.user_id, {name} AS event, {kind} AS kind, \
+         {act}::pg_catalog.int8 AS activation_id, e.entity_id, \
+         pg_catalog.jsonb_build_object('type', '{ty}', {event_field}'userId', e.user_id, 'messageId', e.id::pg_catalog.text, \
+         'timestamp', {ts}, {body}, 'context', {context}) AS payload \
+         FROM (SELECT pg_catalog.gen_random_uuid() AS id, coalesce(p.{uid}::pg_catalog.text, ch.profile_id) AS user_id, \
+               ch.profile_id, ch.entity_id, ch.change, {traits} AS traits, {rels} AS rels, {ent} AS ent \
+               FROM ch LEFT JOIN {pt} p ON p.{pk} = ch.profile_id::{pktype}{joins} \
+               WHERE ch.change IN ({changes}){rel_filter}) e",
+        dest = quote_literal(&a.destination),
+        preset = quote_literal(&a.preset),
+        act = quote_literal(&a.id.to_string()),
+        uid = c.profile.user_id,
+        traits = object(&traits),
+        rels = object(&rels),
+        pt = c.profile.table,
+        pk = c.profile.pk,
+        pktype = c.profile.pk_type,
+        changes = changes.join(", "),
+    )
+}
+
+/// The statement writing a run's events for every activation into the outbox (with
+/// their delivery state), in send order per destination and user (identify first),
+/// and notifying consumers. Returns `{written, truncated}`.
+pub fn outbox_insert_sql(
+    ctx: &EventCtx<'_>,
+    activations: &[Activation],
+    changes_sql: &str,
+) -> String {
+    let selects: Vec<String> = activations
+        .iter()
+        .map(|a| activation_events_sql(ctx, a))
+        .collect();
+    format!(
+        "WITH ch AS MATERIALIZED ({changes_sql}),
+ev AS ({events}),
+fin AS MATERIALIZED (
+    SELECT ev.*, linked_audiences.finish_event(ev.preset, ev.payload, {max}) AS f FROM ev),
+ins AS (
+    INSERT INTO linked_audiences.outbox
+        (id, aggregatetype, aggregateid, type, payload, destination, audience, activation_id, action, mapped, run_id)
+    SELECT id, destination, user_id, event, f->'payload', destination, {key}, activation_id, f->>'action', f->'mapped', {run}
+    FROM fin ORDER BY destination, user_id, kind, activation_id, entity_id
+    RETURNING id, destination, aggregateid, seq),
+st AS (
+    INSERT INTO linked_audiences.outbox_state (id, destination, aggregateid, seq)
+    SELECT id, destination, aggregateid, seq FROM ins
+    RETURNING destination),
+note AS (
+    SELECT pg_catalog.pg_notify('linked_audiences_outbox', d.destination)
+    FROM (SELECT DISTINCT destination FROM st) d)
+SELECT pg_catalog.jsonb_build_object(
+    'written', (SELECT pg_catalog.count(*) FROM st),
+    'truncated', (SELECT pg_catalog.count(*) FROM fin WHERE (f->>'truncated')::pg_catalog.bool),
+    'notified', (SELECT pg_catalog.count(*) FROM note))",
+        events = selects.join("\n    UNION ALL\n    "),
+        max = super::payload::MAX_EVENT_BYTES,
+        key = quote_literal(ctx.audience_key),
+        run = ctx.run,
+    )
+}
