@@ -57,26 +57,47 @@ SELECT la_define_audience('dog_owners', '{"relationship": "pets", "where": {"col
 \set ON_ERROR_STOP 1
 
 \echo
-\echo '== 3. Compute: membership is materialized and every change recorded'
-\echo 'Entity-level membership is tracked for relationships that an Entity Added/Removed activation names:'
+\echo '== 3. Activate: a Braze destination and a plain Segment destination'
 SELECT la_create_destination('braze', 'braze') AS destination;
-SELECT la_activate('cat_owners', 'braze', 'Entity Added', 'pets') AS activation_id;
-SELECT la_activate('owly_power_users', 'braze', 'Entity Added', 'credit_cards') AS activation_id;
-SET client_min_messages = warning;
-SELECT audience, result->'members' AS members, result->'entered' AS entered, result->'exited' AS exited,
-       result->'entities_added' AS entities_added
-FROM la_compute_all();
+SELECT la_create_destination('segment', 'segment') AS destination;
+SELECT la_activate('cat_owners', 'braze', 'Audience Entered',
+  properties => '{"traits": ["email", "first_name"], "relationships": {"pets": ["name", "type"]}}') AS cat_owners_entered;
+SELECT la_activate('cat_owners', 'braze', 'Entity Added', 'pets', '{"traits": ["email"]}') AS cat_owners_pet_added;
+SELECT la_activate('premium_subscribers', 'braze', 'Audience Entered and Exited',
+  properties => '{"traits": ["email"]}') AS premium_identify;
+SELECT la_activate('premium_subscribers', 'segment', 'Audience Exited', event_name => 'Premium Lapsed',
+  properties => '{"traits": ["email"]}') AS premium_exited;
+SELECT la_activate('owly_power_users', 'segment', 'Entity Added', 'credit_cards',
+  '{"relationships": {"credit_cards": ["name", "balance"]}}') AS owly_card_added;
+\echo 'The Braze payload cat_owners would send for Cara (la_preview_event):'
+SELECT jsonb_pretty(la_preview_event(1, '3') -> 'mapped') AS braze_track_event;
 
 \echo
-\echo '== 4. The warehouse changes: a pet becomes a cat, a subscription lapses, a card gets more transactions'
+\echo '== 4. Compute: membership is materialized, every change recorded and sent to the outbox'
+SET client_min_messages = warning;
+SELECT audience, result->'members' AS members, result->'entered' AS entered, result->'exited' AS exited,
+       result->'entities_added' AS entities_added, result->'events_written' AS events
+FROM la_compute_all();
+RESET client_min_messages;
+\echo 'A consumer drains the outbox (la_outbox_read, then la_outbox_ack):'
+CREATE TEMP TABLE drained AS
+SELECT o.* FROM linked_audiences.destination d, la_outbox_read(d.key, 1000) o;
+SELECT o.seq, o.destination, o.aggregateid AS user_id, o.type, o.action
+FROM drained d JOIN linked_audiences.outbox o USING (id) ORDER BY o.seq;
+SELECT la_outbox_ack(array_agg(id)) AS acknowledged FROM drained;
+SELECT count(*) AS left_for_next_round FROM linked_audiences.outbox_state WHERE status = 'pending';
+
+\echo
+\echo '== 5. The warehouse changes: a pet becomes a cat, a subscription lapses, a card gets more transactions'
 UPDATE pets SET type = 'cat' WHERE name = 'Bubbles';           -- Bob's fish
 UPDATE subscriptions SET status = 'canceled' WHERE id = 100;   -- Ann's premium plan
 INSERT INTO transactions VALUES (9001, 1001, 5.00, now());     -- Bob's Owly Card: a 6th transaction
+SET client_min_messages = warning;
 SELECT audience, result->'members' AS members, result->'entered' AS entered, result->'exited' AS exited,
-       result->'entities_added' AS entities_added, result->'entities_removed' AS entities_removed
+       result->'entities_added' AS entities_added, result->'events_written' AS events
 FROM la_compute_all();
 RESET client_min_messages;
-\echo 'Who entered and who left in that last round (linked_audiences.membership_changes):'
+\echo 'Who entered and who left (linked_audiences.membership_changes):'
 SELECT a.key AS audience, p.first_name || ' (' || p.user_id || ')' AS profile, c.change,
        c.relationship || ' ' || c.entity_id AS entity
 FROM linked_audiences.membership_changes c
@@ -84,6 +105,12 @@ JOIN linked_audiences.audience a ON a.id = c.audience_id
 JOIN profiles p ON p.id::text = c.profile_id
 WHERE c.run_id IN (SELECT max(id) FROM linked_audiences.runs GROUP BY audience_id)
 ORDER BY a.id, c.change, p.user_id;
+\echo 'The events a consumer reads now, as each destination receives them:'
+TRUNCATE drained;
+INSERT INTO drained SELECT o.* FROM linked_audiences.destination d, la_outbox_read(d.key, 1000) o;
+SELECT o.destination, o.action, jsonb_pretty(o.mapped - 'time' - 'id' - 'event_id') AS body
+FROM drained d JOIN linked_audiences.outbox o USING (id) ORDER BY o.seq;
+SELECT la_outbox_ack(array_agg(id)) AS acknowledged FROM drained;
 \echo 'A recompute with no data change writes nothing:'
 SET client_min_messages = warning;
 SELECT audience, result->'entered' AS entered, result->'exited' AS exited FROM la_compute_all()
@@ -91,3 +118,4 @@ SELECT audience, result->'entered' AS entered, result->'exited' AS exited FROM l
 RESET client_min_messages;
 SELECT count(*) AS change_rows_in_last_round FROM linked_audiences.membership_changes
 WHERE run_id IN (SELECT max(id) FROM linked_audiences.runs GROUP BY audience_id);
+SELECT count(*) AS events_pending FROM linked_audiences.outbox_state WHERE status = 'pending';
