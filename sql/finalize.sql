@@ -232,3 +232,43 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
         RETURNING 1)
     SELECT count(*) FROM d;
 $$;
+
+-- Grants a role what one level of use needs (SPEC section 6). Functions run as their
+-- caller, so these table privileges (and the caller's own grants and row-level
+-- security on the warehouse tables) decide what each role can do.
+--   viewer:   read the graph, audiences, members, history and runs
+--   consumer: read and settle the outbox
+--   editor:   everything: define the graph, audiences and activations, compute
+CREATE FUNCTION @extschema@.la_grant(role name, level text) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = la_grant.role) THEN
+        RAISE EXCEPTION 'role: role "%" does not exist', role USING ERRCODE = '42704';
+    END IF;
+    IF level IS NULL OR level NOT IN ('viewer', 'consumer', 'editor') THEN
+        RAISE EXCEPTION 'level: unknown level "%"', level
+            USING ERRCODE = '22023', HINT = 'Levels: viewer, consumer, editor.';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA linked_audiences TO %I', role);
+    IF level IN ('viewer', 'editor') THEN
+        EXECUTE format('GRANT SELECT ON linked_audiences.data_graph, linked_audiences.audience,
+            linked_audiences.audiences, linked_audiences.audience_version, linked_audiences.audience_members,
+            linked_audiences.audience_entities, linked_audiences.membership_changes, linked_audiences.runs,
+            linked_audiences.running, linked_audiences.destination, linked_audiences.activation TO %I', role);
+    END IF;
+    IF level IN ('consumer', 'editor') THEN
+        EXECUTE format('GRANT SELECT ON linked_audiences.destination TO %I', role);
+        EXECUTE format('GRANT SELECT, DELETE ON linked_audiences.outbox TO %I', role);
+        EXECUTE format('GRANT SELECT, UPDATE, DELETE ON linked_audiences.outbox_state TO %I', role);
+    END IF;
+    IF level = 'editor' THEN
+        EXECUTE format('GRANT INSERT, UPDATE, DELETE ON linked_audiences.data_graph, linked_audiences.audience,
+            linked_audiences.audience_version, linked_audiences.audience_members, linked_audiences.audience_entities,
+            linked_audiences.membership_changes, linked_audiences.runs, linked_audiences.destination,
+            linked_audiences.activation TO %I', role);
+        EXECUTE format('GRANT INSERT ON linked_audiences.outbox, linked_audiences.outbox_state TO %I', role);
+        EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA linked_audiences TO %I', role);
+    END IF;
+    RETURN level;
+END
+$$;
