@@ -53,6 +53,13 @@ if [ $iso -ne 0 ]; then
   exit 1
 fi
 total=$((total + iso_total))
+echo "== benchmark smoke run (bench/run.py at scale 0.01)"
+smoke=/tmp/la-bench-smoke
+python3 bench/run.py 0.01 --runs 1 --no-build --dir "$smoke" --port 54334 > "$dir/bench-smoke.log" 2>&1 \
+  || { cat "$dir/bench-smoke.log"; scripts/cluster.sh stop "$smoke"; echo "benchmark smoke run: failed"; exit 1; }
+scripts/cluster.sh stop "$smoke"
+grep -E '^\| (cat_owners|recent_buyers) ' "$dir/bench-smoke.log" || true
+total=$((total + 1))
 if [ $regress -ne 0 ]; then
   cat "$out/regression.diffs" 2>/dev/null | head -300
   failed=$(grep -c '^not ok\|FAILED\|failed (ignored)' "$out/regression.out" 2>/dev/null || echo 1)

@@ -147,3 +147,22 @@ fn compute_audience(key: &str) -> JsonB {
         "duration_ms": duration_ms,
     }))
 }
+
+/// Benchmark helper: mean microseconds to compile a definition (parse, check against
+/// the graph and catalog, generate SQL), the catalog being loaded once.
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = "CREATE FUNCTION linked_audiences.bench_compile(definition jsonb, iterations integer) RETURNS double precision \
+           STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+)]
+fn bench_compile(definition: JsonB, iterations: i32) -> f64 {
+    let env = ok_or_raise(load_env());
+    let n = iterations.clamp(1, 1_000_000);
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let compiled = crate::compile::compile(&env.ctx(), &definition.0, None).unwrap_or_else(|ps| raise_all(&ps));
+        std::hint::black_box(compiled);
+    }
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(n)
+}
