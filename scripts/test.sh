@@ -53,6 +53,9 @@ if [ $iso -ne 0 ]; then
   exit 1
 fi
 total=$((total + iso_total))
+echo "== pg_dump and restore (tests/dump)"
+tests/dump/dump_restore.sh "$dir" "$port" 2>&1 | grep -v '^NOTICE' || { echo "dump/restore: failed"; exit 1; }
+total=$((total + 1))
 echo "== benchmark smoke run (bench/run.py at scale 0.01)"
 smoke=/tmp/la-bench-smoke
 python3 bench/run.py 0.01 --runs 1 --no-build --dir "$smoke" --port 54334 > "$dir/bench-smoke.log" 2>&1 \
