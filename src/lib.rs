@@ -80,6 +80,11 @@ pub fn raise(p: &Problem) -> ! {
     report(p, None)
 }
 
+/// The value, or the problem raised as a Postgres ERROR.
+pub fn ok_or_raise<T>(r: error::Result<T>) -> T {
+    r.unwrap_or_else(|p| raise(&p))
+}
+
 /// Raises a problem with a DETAIL.
 pub fn raise_with_detail(p: &Problem, detail: String) -> ! {
     report(p, Some(detail))

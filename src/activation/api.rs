@@ -6,14 +6,10 @@ use crate::error::{Kind, Problem, Result};
 use crate::json::{obj, type_name, Problems};
 use crate::names::{hint_for, is_valid_slug};
 use crate::sql::{internal, jsonb_row, jsonb_write};
-use crate::{raise, raise_all};
+use crate::{ok_or_raise, raise, raise_all};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
-
-fn ok_or_raise<T>(r: Result<T>) -> T {
-    r.unwrap_or_else(|p| raise(&p))
-}
 
 /// Creates a destination, or replaces the preset and settings of an existing key.
 /// Settings: `max_attempts` (default 10) before the outbox dead-letters a row; any other

@@ -6,14 +6,10 @@ use crate::compile::Compiled;
 use crate::error::{problems_json, Kind, Problem, Result};
 use crate::names::is_valid_slug;
 use crate::sql::{internal, jsonb_row, jsonb_write};
-use crate::{raise, raise_all};
+use crate::{ok_or_raise, raise, raise_all};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
-
-fn ok_or_raise<T>(r: Result<T>) -> T {
-    r.unwrap_or_else(|p| raise(&p))
-}
 
 fn compiled_or_raise(env: &Env, def: &Value, own_key: Option<&str>) -> Compiled {
     compile_checked(env, def, own_key).unwrap_or_else(|ps| raise_all(&ps))

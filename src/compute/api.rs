@@ -4,16 +4,11 @@
 use super::{entity_diff_sql, membership_diff_sql};
 use crate::audience::spi::{args, compile_checked, load_env, require};
 use crate::compile::sql::ParamValue;
-use crate::error::Result;
 use crate::sql::{internal, jsonb_row, jsonb_write};
-use crate::{raise, raise_all};
+use crate::{ok_or_raise, raise_all};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
-
-fn ok_or_raise<T>(r: Result<T>) -> T {
-    r.unwrap_or_else(|p| raise(&p))
-}
 
 /// Computes one audience: membership and tracked entities are diffed against the last
 /// run; changes, the run row (and, with activations, outbox rows) are written in the
@@ -161,7 +156,8 @@ fn bench_compile(definition: JsonB, iterations: i32) -> f64 {
     let n = iterations.clamp(1, 1_000_000);
     let started = std::time::Instant::now();
     for _ in 0..n {
-        let compiled = crate::compile::compile(&env.ctx(), &definition.0, None).unwrap_or_else(|ps| raise_all(&ps));
+        let compiled = crate::compile::compile(&env.ctx(), &definition.0, None)
+            .unwrap_or_else(|ps| raise_all(&ps));
         std::hint::black_box(compiled);
     }
     started.elapsed().as_secs_f64() * 1e6 / f64::from(n)
