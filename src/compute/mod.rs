@@ -9,19 +9,28 @@ use crate::compile::{Compiled, EntitySelect};
 /// The statement that diffs the members of an audience: inserts who entered, deletes
 /// who exited, logs both as changes of run `run`, and returns the counts. Rows are
 /// written only for changes. `audience` and `run` are parameter placeholders.
+///
+/// The diff is a FULL JOIN of the new members with the stored ones, which Postgres runs
+/// only as a hash or merge join: its cost stays linear even when the stored members'
+/// statistics are stale (right after a first compute), where an anti-join could be
+/// planned as a nested loop over a CTE. Exits are deleted by ctid.
 pub fn membership_diff_sql(c: &Compiled, audience: &str, run: &str) -> String {
     format!(
         "WITH cur AS MATERIALIZED ({members}),
+diff AS MATERIALIZED (
+    SELECT coalesce(c.profile_id, m.profile_id) AS profile_id, m.ctid AS old, c.profile_id IS NOT NULL AS member
+    FROM cur c
+    FULL JOIN (SELECT ctid, profile_id FROM linked_audiences.audience_members WHERE audience_id = {audience}) m
+           ON m.profile_id = c.profile_id
+    WHERE c.profile_id IS NULL OR m.profile_id IS NULL),
 ins AS (
     INSERT INTO linked_audiences.audience_members (audience_id, profile_id, entered_at)
-    SELECT {audience}, c.profile_id, pg_catalog.now() FROM cur c
-    WHERE NOT EXISTS (SELECT 1 FROM linked_audiences.audience_members m
-                      WHERE m.audience_id = {audience} AND m.profile_id = c.profile_id)
+    SELECT {audience}, profile_id, pg_catalog.now() FROM diff WHERE member
     RETURNING profile_id),
 del AS (
-    DELETE FROM linked_audiences.audience_members m
-    WHERE m.audience_id = {audience} AND NOT EXISTS (SELECT 1 FROM cur c WHERE c.profile_id = m.profile_id)
-    RETURNING m.profile_id),
+    DELETE FROM linked_audiences.audience_members
+    WHERE ctid = ANY (ARRAY(SELECT old FROM diff WHERE NOT member))
+    RETURNING profile_id),
 log AS (
     INSERT INTO linked_audiences.membership_changes (run_id, audience_id, profile_id, change, at)
     SELECT {run}, {audience}, profile_id, 'entered', pg_catalog.now() FROM ins
@@ -58,7 +67,7 @@ pub fn entity_pairs_sql(c: &Compiled, selects: &[&EntitySelect], audience: &str)
     parts.join("\n    UNION\n    ")
 }
 
-/// The statement that diffs the tracked entities of one relationship.
+/// The statement that diffs the tracked entities of one relationship, the same way.
 pub fn entity_diff_sql(
     c: &Compiled,
     selects: &[&EntitySelect],
@@ -68,18 +77,22 @@ pub fn entity_diff_sql(
 ) -> String {
     format!(
         "WITH cur AS MATERIALIZED ({pairs}),
+diff AS MATERIALIZED (
+    SELECT coalesce(c.profile_id, e.profile_id) AS profile_id, coalesce(c.entity_id, e.entity_id) AS entity_id,
+           e.ctid AS old, c.profile_id IS NOT NULL AS tracked
+    FROM cur c
+    FULL JOIN (SELECT ctid, profile_id, entity_id FROM linked_audiences.audience_entities
+               WHERE audience_id = {audience} AND relationship = {relationship}) e
+           ON e.profile_id = c.profile_id AND e.entity_id = c.entity_id
+    WHERE c.profile_id IS NULL OR e.profile_id IS NULL),
 ins AS (
     INSERT INTO linked_audiences.audience_entities (audience_id, relationship, profile_id, entity_id, added_at)
-    SELECT {audience}, {relationship}, c.profile_id, c.entity_id, pg_catalog.now() FROM cur c
-    WHERE NOT EXISTS (SELECT 1 FROM linked_audiences.audience_entities e
-                      WHERE e.audience_id = {audience} AND e.relationship = {relationship}
-                        AND e.profile_id = c.profile_id AND e.entity_id = c.entity_id)
+    SELECT {audience}, {relationship}, profile_id, entity_id, pg_catalog.now() FROM diff WHERE tracked
     RETURNING profile_id, entity_id),
 del AS (
-    DELETE FROM linked_audiences.audience_entities e
-    WHERE e.audience_id = {audience} AND e.relationship = {relationship}
-      AND NOT EXISTS (SELECT 1 FROM cur c WHERE c.profile_id = e.profile_id AND c.entity_id = e.entity_id)
-    RETURNING e.profile_id, e.entity_id),
+    DELETE FROM linked_audiences.audience_entities
+    WHERE ctid = ANY (ARRAY(SELECT old FROM diff WHERE NOT tracked))
+    RETURNING profile_id, entity_id),
 log AS (
     INSERT INTO linked_audiences.membership_changes (run_id, audience_id, profile_id, relationship, entity_id, change, at)
     SELECT {run}, {audience}, profile_id, {relationship}, entity_id, 'entity_added', pg_catalog.now() FROM ins
