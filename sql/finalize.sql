@@ -272,3 +272,15 @@ BEGIN
     RETURN level;
 END
 $$;
+
+-- Refreshes a table's statistics after a compute changed much of it, so the next
+-- statements (the entity diff, consumers' reads) are planned on real sizes, not on the
+-- empty table autovacuum last saw. Only the table's owner may ANALYZE; others skip.
+CREATE FUNCTION linked_audiences.refresh_stats(tbl regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = tbl AND pg_has_role(current_user, c.relowner, 'USAGE')) THEN
+        EXECUTE format('ANALYZE %s', tbl);
+    END IF;
+END
+$$;

@@ -7,7 +7,10 @@
 //! grouped subquery (`GROUP BY` the join key, `HAVING` the threshold) joined by
 //! `EXISTS`, or by `NOT EXISTS` with the negated threshold when profiles without
 //! related rows match too (`{"exactly": 0}`, `{"at_most": n}`, `sum < v`). Every
-//! condition is true or false, never NULL, so `not` is an exact complement.
+//! condition is read as true or false, never unknown: a predicate in a positive
+//! position is left as SQL writes it (a NULL drops the row, as false would, and keeps
+//! index conditions and estimates intact), and every `not` is `IS NOT TRUE`, so it
+//! selects exactly the rows its operand does not, NULLs included.
 
 pub mod sql;
 
@@ -368,7 +371,7 @@ impl<'a> Compiler<'a> {
                 let parts: Vec<String> = items.iter().map(|c| self.node(c, scope)).collect();
                 format!("({})", parts.join(joiner))
             }
-            NodeKind::Not(inner) => format!("NOT ({})", self.node(inner, scope)),
+            NodeKind::Not(inner) => format!("({}) IS NOT TRUE", self.node(inner, scope)),
             NodeKind::Trait(pred) => {
                 let row = scope[0].clone();
                 self.predicate(pred, &row, &scope[..1], "trait")
@@ -378,7 +381,7 @@ impl<'a> Compiler<'a> {
                 if *member {
                     cond
                 } else {
-                    format!("NOT ({cond})")
+                    format!("({cond}) IS NOT TRUE")
                 }
             }
             NodeKind::Relationship(r) => self.rel_node(r, scope, None),
@@ -935,7 +938,7 @@ impl<'a> Compiler<'a> {
             };
             (format!("{expr} {sym} {v}"), holds)
         };
-        Some((format!("({sql}) IS TRUE"), holds))
+        Some((format!("({sql})"), holds))
     }
 
     // ---- filters and predicates -------------------------------------------------
@@ -957,7 +960,7 @@ impl<'a> Compiler<'a> {
                     .collect();
                 format!("({})", parts.join(joiner))
             }
-            Filter::Not(inner) => format!("NOT ({})", self.filter(inner, row, ancestors)),
+            Filter::Not(inner) => format!("({}) IS NOT TRUE", self.filter(inner, row, ancestors)),
             Filter::Pred(p) => self.predicate(p, row, ancestors, "column"),
         }
     }
@@ -1055,7 +1058,7 @@ impl<'a> Compiler<'a> {
                     format!("{e} = ANY ({list})")
                 };
                 if p.op == Op::In {
-                    format!("({cond}) IS TRUE")
+                    format!("({cond})")
                 } else {
                     format!("NOT coalesce({cond}, false)")
                 }
@@ -1074,7 +1077,7 @@ impl<'a> Compiler<'a> {
                 let lo = self.literal(&pair[0], &column, cls, &format!("{vp}[0]"));
                 let hi = self.literal(&pair[1], &column, cls, &format!("{vp}[1]"));
                 match (lo, hi) {
-                    (Some(lo), Some(hi)) => format!("({e} BETWEEN {lo} AND {hi}) IS TRUE"),
+                    (Some(lo), Some(hi)) => format!("({e} BETWEEN {lo} AND {hi})"),
                     _ => FALSE.into(),
                 }
             }
@@ -1087,9 +1090,9 @@ impl<'a> Compiler<'a> {
                 };
                 let iv = self.interval(i, &vp);
                 if p.op == Op::WithinLast {
-                    format!("({e} >= pg_catalog.now() - {iv}) IS TRUE")
+                    format!("({e} >= pg_catalog.now() - {iv})")
                 } else {
-                    format!("({e} < pg_catalog.now() - {iv}) IS TRUE")
+                    format!("({e} < pg_catalog.now() - {iv})")
                 }
             }
             op => {
@@ -1099,21 +1102,21 @@ impl<'a> Compiler<'a> {
                 };
                 let (l, r) = (low(&e), low(&v));
                 match op {
-                    Op::Equals => format!("({l} = {r}) IS TRUE"),
+                    Op::Equals => format!("({l} = {r})"),
                     Op::NotEquals => format!("({l} IS DISTINCT FROM {r})"),
-                    Op::Contains => format!("(pg_catalog.strpos({l}, {r}) > 0) IS TRUE"),
+                    Op::Contains => format!("(pg_catalog.strpos({l}, {r}) > 0)"),
                     Op::NotContains => {
                         format!("NOT coalesce(pg_catalog.strpos({l}, {r}) > 0, false)")
                     }
-                    Op::StartsWith => format!("(pg_catalog.starts_with({l}, {r})) IS TRUE"),
+                    Op::StartsWith => format!("(pg_catalog.starts_with({l}, {r}))"),
                     Op::EndsWith => {
-                        format!("(pg_catalog.right({l}, pg_catalog.length({r})) = {r}) IS TRUE")
+                        format!("(pg_catalog.right({l}, pg_catalog.length({r})) = {r})")
                     }
-                    Op::Gt => format!("({e} > {v}) IS TRUE"),
-                    Op::Gte => format!("({e} >= {v}) IS TRUE"),
-                    Op::Lt | Op::Before => format!("({e} < {v}) IS TRUE"),
-                    Op::Lte => format!("({e} <= {v}) IS TRUE"),
-                    Op::After => format!("({e} > {v}) IS TRUE"),
+                    Op::Gt => format!("({e} > {v})"),
+                    Op::Gte => format!("({e} >= {v})"),
+                    Op::Lt | Op::Before => format!("({e} < {v})"),
+                    Op::Lte => format!("({e} <= {v})"),
+                    Op::After => format!("({e} > {v})"),
                     _ => unreachable!("handled above"),
                 }
             }
@@ -1545,7 +1548,7 @@ fn grouped(
         format!(" WHERE {}", conds.join(" AND "))
     };
     let (neg, having) = if empty_holds {
-        ("NOT ", format!("NOT ({having})"))
+        ("NOT ", format!("({having}) IS NOT TRUE"))
     } else {
         ("", having.to_string())
     };

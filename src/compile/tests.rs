@@ -60,9 +60,12 @@ fn err_with(
 #[test]
 fn trait_predicates() {
     let c = ok(json!({"trait": "plan", "op": "equals", "value": "premium"}));
-    assert_eq!(c.condition, "(p.plan = $1) IS TRUE");
+    assert_eq!(c.condition, "(p.plan = $1)");
     assert_eq!(texts(&c), vec!["premium"]);
-    assert_eq!(c.members_sql(), "SELECT p.id::pg_catalog.text AS profile_id\nFROM public.profiles p\nWHERE (p.plan = $1) IS TRUE");
+    assert_eq!(
+        c.members_sql(),
+        "SELECT p.id::pg_catalog.text AS profile_id\nFROM public.profiles p\nWHERE (p.plan = $1)"
+    );
 
     let c =
         ok(json!({"trait": "plan", "op": "not_equals", "value": "free", "case_insensitive": true}));
@@ -81,27 +84,27 @@ fn trait_predicates() {
     let c = ok(json!({"trait": "household_id", "op": "between", "value": [1, 3]}));
     assert_eq!(
         c.condition,
-        "(p.household_id BETWEEN $1::bigint AND $2::bigint) IS TRUE"
+        "(p.household_id BETWEEN $1::bigint AND $2::bigint)"
     );
     assert_eq!(c.literal_checks.len(), 2);
 
     let c = ok(json!({"trait": "created_at", "op": "within_last", "value": "30 days"}));
     assert_eq!(
         c.condition,
-        "(p.created_at >= pg_catalog.now() - $1::pg_catalog.interval) IS TRUE"
+        "(p.created_at >= pg_catalog.now() - $1::pg_catalog.interval)"
     );
 
     let c = ok(json!({"trait": "email", "op": "ends_with", "value": "@example.com"}));
     assert_eq!(
         c.condition,
-        "(pg_catalog.right(p.email, pg_catalog.length($1)) = $1) IS TRUE"
+        "(pg_catalog.right(p.email, pg_catalog.length($1)) = $1)"
     );
 
     let c = ok(json!({"trait": "email", "op": "equals", "value": {"ref": "profile.user_id"}}));
-    assert_eq!(c.condition, "(p.email = p.user_id) IS TRUE");
+    assert_eq!(c.condition, "(p.email = p.user_id)");
 
     let c = ok(json!({"not": {"all": [{"trait": "plan", "op": "is_null"}, {"any": []}]}}));
-    assert_eq!(c.condition, "NOT (((p.plan IS NULL) AND false))");
+    assert_eq!(c.condition, "(((p.plan IS NULL) AND false)) IS NOT TRUE");
 }
 
 #[test]
@@ -112,13 +115,13 @@ fn relationships_compile_to_semi_joins() {
     );
     assert_eq!(
         c.condition,
-        "EXISTS (SELECT 1 FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id WHERE r1.id = p.household_id AND (r2.type = $1) IS TRUE)"
+        "EXISTS (SELECT 1 FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id WHERE r1.id = p.household_id AND (r2.type = $1))"
     );
     assert_eq!(c.relationships, vec!["pets"]);
     assert_eq!(c.entity_selects.len(), 1);
     assert_eq!(
         c.entity_selects[0].where_sql(),
-        "r1.id = p.household_id AND (r2.type = $1) IS TRUE"
+        "r1.id = p.household_id AND (r2.type = $1)"
     );
 
     // An external id: the identifiers table joins the profile.
@@ -127,7 +130,7 @@ fn relationships_compile_to_semi_joins() {
         {"column": "tier", "op": "equals", "value": "premium"}]}}));
     assert_eq!(
         c.condition,
-        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1 JOIN public.subscriptions r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND ((r3.status = $2) IS TRUE AND (r3.tier = $3) IS TRUE))"
+        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1 JOIN public.subscriptions r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND ((r3.status = $2) AND (r3.tier = $3)))"
     );
     assert_eq!(texts(&c), vec!["email", "active", "premium"]);
 
@@ -137,7 +140,7 @@ fn relationships_compile_to_semi_joins() {
     );
     assert_eq!(
         c.condition,
-        "EXISTS (SELECT 1 FROM public.carts r1 JOIN public.cart_items j3 JOIN public.products r2 ON r2.sku = j3.product_sku ON j3.cart_id = r1.id WHERE r1.profile_id = p.id AND (r2.in_stock = $1::boolean) IS TRUE)"
+        "EXISTS (SELECT 1 FROM public.carts r1 JOIN public.cart_items j3 JOIN public.products r2 ON r2.sku = j3.product_sku ON j3.cart_id = r1.id WHERE r1.profile_id = p.id AND (r2.in_stock = $1::boolean))"
     );
 }
 
@@ -149,7 +152,7 @@ fn counts_group_and_having() {
         "relationships": [{"relationship": "transactions", "count": {"more_than": 5}}]}));
     assert_eq!(
         c.condition,
-        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1 JOIN public.credit_cards r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND (r3.name = $2) IS TRUE AND EXISTS (SELECT 1 FROM (SELECT r4.card_id AS k FROM public.transactions r4 GROUP BY 1 HAVING pg_catalog.count(DISTINCT r4.id) > $3::pg_catalog.int8) g5 WHERE g5.k = r3.id))"
+        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1 JOIN public.credit_cards r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND (r3.name = $2) AND EXISTS (SELECT 1 FROM (SELECT r4.card_id AS k FROM public.transactions r4 GROUP BY 1 HAVING pg_catalog.count(DISTINCT r4.id) > $3::pg_catalog.int8) g5 WHERE g5.k = r3.id))"
     );
     // The nested node's entities are reached through Owly Cards.
     let tx = c
@@ -173,7 +176,7 @@ fn counts_group_and_having() {
     let c = ok(json!({"relationship": "pets", "count": {"exactly": 0}}));
     assert_eq!(
         c.condition,
-        "NOT EXISTS (SELECT 1 FROM (SELECT r1.id AS k FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id GROUP BY 1 HAVING NOT (pg_catalog.count(DISTINCT r2.id) = $1::pg_catalog.int8)) g3 WHERE g3.k = p.household_id)"
+        "NOT EXISTS (SELECT 1 FROM (SELECT r1.id AS k FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id GROUP BY 1 HAVING (pg_catalog.count(DISTINCT r2.id) = $1::pg_catalog.int8) IS NOT TRUE) g3 WHERE g3.k = p.household_id)"
     );
 
     // An aggregate that holds over no rows (sum 0 < 100) also takes the anti-join.
@@ -181,7 +184,7 @@ fn counts_group_and_having() {
         json!({"relationship": "transactions", "aggregate": {"fn": "sum", "column": "amount", "op": "lt", "value": 100}}),
     );
     assert!(c.condition.starts_with("NOT EXISTS"), "{}", c.condition);
-    assert!(c.condition.contains("HAVING NOT ((coalesce(pg_catalog.sum(r4.amount), 0) < $2::pg_catalog.numeric) IS TRUE)"), "{}", c.condition);
+    assert!(c.condition.contains("HAVING ((coalesce(pg_catalog.sum(r4.amount), 0) < $2::pg_catalog.numeric)) IS NOT TRUE"), "{}", c.condition);
     // avg over no rows is null and matches nothing.
     let c = ok(
         json!({"relationship": "transactions", "count": {"at_least": 2},
@@ -192,7 +195,7 @@ fn counts_group_and_having() {
         "{}",
         c.condition
     );
-    assert!(c.condition.contains("HAVING pg_catalog.count(DISTINCT r4.id) >= $2::pg_catalog.int8 AND (pg_catalog.avg(r4.amount) >= $3::pg_catalog.numeric) IS TRUE"), "{}", c.condition);
+    assert!(c.condition.contains("HAVING pg_catalog.count(DISTINCT r4.id) >= $2::pg_catalog.int8 AND (pg_catalog.avg(r4.amount) >= $3::pg_catalog.numeric)"), "{}", c.condition);
 }
 
 #[test]
@@ -236,7 +239,8 @@ fn audiences_are_compiled_in_and_cycles_refused() {
             "{}",
             c.condition
         );
-        assert!(c.condition.contains(" AND NOT ((EXISTS"), "{}", c.condition);
+        assert!(c.condition.contains(" AND ((EXISTS"), "{}", c.condition);
+        assert!(c.condition.ends_with(")) IS NOT TRUE)"), "{}", c.condition);
         assert_eq!(c.depends_on, vec!["cat_owners"]);
         // A referenced audience's entities are not this audience's.
         assert!(c.entity_selects.is_empty());

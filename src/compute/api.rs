@@ -60,6 +60,11 @@ fn compute_audience(key: &str) -> JsonB {
         m["exited"].as_i64().unwrap_or(0),
     );
     pgrx::notice!("linked_audiences: {key}: {members} members, {entered} entered, {exited} exited");
+    refresh_stats_if_big(
+        "linked_audiences.audience_members",
+        entered + exited,
+        members,
+    );
 
     // Entities of the relationships that Entity Added/Removed activations name.
     let tracked: Vec<String> = ok_or_raise(jsonb_row(
@@ -92,6 +97,7 @@ fn compute_audience(key: &str) -> JsonB {
             e["removed"].as_i64().unwrap_or(0),
         );
         pgrx::notice!("linked_audiences: {key}: {rel}: {a} entities added, {r} removed");
+        refresh_stats_if_big("linked_audiences.audience_entities", a + r, a);
         added += a;
         removed += r;
     }
@@ -118,6 +124,7 @@ fn compute_audience(key: &str) -> JsonB {
         events_written = o["written"].as_i64().unwrap_or(0);
         truncated = o["truncated"].as_i64().unwrap_or(0);
         pgrx::notice!("linked_audiences: {key}: {events_written} events written to the outbox ({truncated} truncated)");
+        refresh_stats_if_big("linked_audiences.outbox_state", events_written, 0);
     }
     let duration_ms = started.elapsed().as_millis() as i64;
     ok_or_raise(jsonb_write(
@@ -141,6 +148,21 @@ fn compute_audience(key: &str) -> JsonB {
         "events_truncated": truncated,
         "duration_ms": duration_ms,
     }))
+}
+
+/// After a compute changed many rows of an extension table (a first compute, a big
+/// swing), refreshes its statistics in this transaction: plans of the following
+/// statements and of consumers then see real sizes.
+fn refresh_stats_if_big(table: &str, changed: i64, base: i64) {
+    if changed >= 1000 && changed * 10 >= base {
+        ok_or_raise(
+            Spi::run_with_args(
+                "SELECT linked_audiences.refresh_stats($1::pg_catalog.regclass)",
+                &[table.into()],
+            )
+            .map_err(internal),
+        );
+    }
 }
 
 /// Benchmark helper: mean microseconds to compile a definition (parse, check against
