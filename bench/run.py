@@ -61,12 +61,22 @@ AUDIENCES = [
 
 # About 1% of profiles' data changes; round r touches a different 1%.
 CHANGE_1PCT = """
-UPDATE pets SET type = CASE WHEN type = 'cat' THEN 'dog' ELSE 'cat' END WHERE household_id % 100 = {r};
-UPDATE subscriptions SET status = CASE WHEN status = 'active' THEN 'canceled' ELSE 'active' END WHERE account_id % 200 = {r};
-UPDATE credit_cards SET name = CASE WHEN name = 'Owly Card' THEN 'Other Card' ELSE 'Owly Card' END WHERE account_id % 200 = {r};
+UPDATE pets SET type = CASE type WHEN 'cat' THEN 'dog' WHEN 'dog' THEN 'cat' ELSE type END WHERE household_id % 100 = {r};
+UPDATE subscriptions SET status = CASE status WHEN 'active' THEN 'canceled' WHEN 'canceled' THEN 'active' ELSE status END
+WHERE account_id % 200 = {r};
+UPDATE credit_cards SET name = CASE name WHEN 'Owly Card' THEN 'Other Card' ELSE 'Owly Card' END WHERE account_id % 200 = {r};
 UPDATE transactions SET amount = amount + 450 WHERE card_id % 300 = {r};
 INSERT INTO events (profile_id, event, "timestamp", properties)
-SELECT id, 'Order Completed', now(), '{{}}' FROM profiles WHERE id % 100 = {r};
+SELECT id, 'Order Completed', now(), '{{"bench": true}}' FROM profiles WHERE id % 100 = {r};
+"""
+# Each change is undone after the run, so the warehouse stays as generated.
+UNDO_1PCT = """
+UPDATE pets SET type = CASE type WHEN 'cat' THEN 'dog' WHEN 'dog' THEN 'cat' ELSE type END WHERE household_id % 100 = {r};
+UPDATE subscriptions SET status = CASE status WHEN 'active' THEN 'canceled' WHEN 'canceled' THEN 'active' ELSE status END
+WHERE account_id % 200 = {r};
+UPDATE credit_cards SET name = CASE name WHEN 'Owly Card' THEN 'Other Card' ELSE 'Owly Card' END WHERE account_id % 200 = {r};
+UPDATE transactions SET amount = amount - 450 WHERE card_id % 300 = {r};
+DELETE FROM events WHERE properties ? 'bench';
 """
 
 
@@ -196,6 +206,9 @@ def main():
             r.setdefault("change", []).append(ms)
             r.setdefault("change_rows", []).append(res["entered"] + res["exited"])
             r.setdefault("change_base", []).append(pg.timed(f"SELECT count(*) FROM ({base}) b")[0])
+
+    for rnd in range(1, a.runs + 1):
+        pg.psql(UNDO_1PCT.format(r=rnd))
 
     # Outbox: events written per second by a compute, read and acknowledged by consumers.
     pg.psql("SELECT la_create_destination('braze', 'braze')",

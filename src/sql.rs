@@ -16,10 +16,11 @@ pub fn internal(e: impl std::fmt::Display) -> Problem {
 }
 
 /// The first column of the first row as jsonb; `None` when there is no row or it is
-/// NULL.
+/// NULL. No row limit is passed to SPI: with one, Postgres never runs the query in
+/// parallel.
 pub fn jsonb_row(sql: &str, args: &[DatumWithOid<'_>]) -> Result<Option<Value>> {
     Spi::connect(|client| {
-        let table = client.select(sql, Some(1), args)?;
+        let table = client.select(sql, None, args)?;
         if table.is_empty() {
             return Ok(None);
         }

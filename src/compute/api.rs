@@ -1,8 +1,9 @@
 //! `linked_audiences.compute_audience`: one compute, in the caller's transaction.
 //! The SQL wrappers (`la_compute_audience`, `la_compute_all`) add failure recording.
 
-use super::{entity_diff_sql, membership_diff_sql};
+use super::{entity_diff_sql, entity_pairs_sql, membership_diff_sql, MEMBERS_TABLE, PAIRS_TABLE};
 use crate::audience::spi::{args, compile_checked, load_env, require};
+use crate::compile::sql::inline;
 use crate::compile::sql::ParamValue;
 use crate::sql::{internal, jsonb_row, jsonb_write};
 use crate::{ok_or_raise, raise_all};
@@ -49,8 +50,12 @@ fn compute_audience(key: &str) -> JsonB {
     params.push(ParamValue::Text(run.to_string()));
     let run_param = format!("${}::pg_catalog.int8", params.len());
 
+    materialize(
+        MEMBERS_TABLE,
+        &inline(&compiled.members_sql(), &compiled.params),
+    );
     let m = ok_or_raise(jsonb_write(
-        &membership_diff_sql(&compiled, &audience, &run_param),
+        &membership_diff_sql(MEMBERS_TABLE, &audience, &run_param),
         &args(&params),
     ))
     .unwrap_or(Value::Null);
@@ -87,8 +92,12 @@ fn compute_audience(key: &str) -> JsonB {
         let mut p = params.clone();
         p.push(ParamValue::Text(rel.clone()));
         let rel_param = format!("${}", p.len());
+        materialize(
+            PAIRS_TABLE,
+            &inline(&entity_pairs_sql(&compiled, &selects, &audience), &params),
+        );
         let e = ok_or_raise(jsonb_write(
-            &entity_diff_sql(&compiled, &selects, &audience, &run_param, &rel_param),
+            &entity_diff_sql(PAIRS_TABLE, &audience, &run_param, &rel_param),
             &args(&p),
         ))
         .unwrap_or(Value::Null);
@@ -148,6 +157,26 @@ fn compute_audience(key: &str) -> JsonB {
         "events_truncated": truncated,
         "duration_ms": duration_ms,
     }))
+}
+
+/// Materializes a SELECT (its values inlined as quoted literals) in a temporary table
+/// dropped at commit, replacing the one a previous compute of this transaction left.
+fn materialize(table: &str, select: &str) {
+    let left_over = ok_or_raise(jsonb_row(
+        "SELECT pg_catalog.to_jsonb(pg_catalog.to_regclass($1) IS NOT NULL)",
+        &[table.into()],
+    ));
+    let drop = if left_over == Some(Value::Bool(true)) {
+        format!("DROP TABLE {table}; ")
+    } else {
+        String::new()
+    };
+    ok_or_raise(
+        Spi::run(&format!(
+            "{drop}CREATE TEMPORARY TABLE {table} ON COMMIT DROP AS {select}"
+        ))
+        .map_err(internal),
+    );
 }
 
 /// After a compute changed many rows of an extension table (a first compute, a big

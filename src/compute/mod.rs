@@ -14,9 +14,9 @@ use crate::compile::{Compiled, EntitySelect};
 /// only as a hash or merge join: its cost stays linear even when the stored members'
 /// statistics are stale (right after a first compute), where an anti-join could be
 /// planned as a nested loop over a CTE. Exits are deleted by ctid.
-pub fn membership_diff_sql(c: &Compiled, audience: &str, run: &str) -> String {
+pub fn membership_diff_sql(members: &str, audience: &str, run: &str) -> String {
     format!(
-        "WITH cur AS MATERIALIZED ({members}),
+        "WITH cur AS MATERIALIZED (SELECT profile_id FROM {members}),
 diff AS MATERIALIZED (
     SELECT coalesce(c.profile_id, m.profile_id) AS profile_id, m.ctid AS old, c.profile_id IS NOT NULL AS member
     FROM cur c
@@ -40,10 +40,15 @@ log AS (
 SELECT pg_catalog.jsonb_build_object(
     'members', (SELECT pg_catalog.count(*) FROM cur),
     'entered', (SELECT pg_catalog.count(*) FROM log WHERE change = 'entered'),
-    'exited', (SELECT pg_catalog.count(*) FROM log WHERE change = 'exited'))",
-        members = c.members_sql(),
+    'exited', (SELECT pg_catalog.count(*) FROM log WHERE change = 'exited'))"
     )
 }
+
+/// The new members and entity pairs are first materialized in temporary tables by
+/// `CREATE TABLE AS`, which Postgres may run in parallel; a data-modifying statement
+/// never is. The diff statements then read those tables.
+pub const MEMBERS_TABLE: &str = "pg_temp.la_compute_members";
+pub const PAIRS_TABLE: &str = "pg_temp.la_compute_pairs";
 
 /// The (profile, entity) pairs of one relationship for the audience's current members.
 pub fn entity_pairs_sql(c: &Compiled, selects: &[&EntitySelect], audience: &str) -> String {
@@ -68,15 +73,9 @@ pub fn entity_pairs_sql(c: &Compiled, selects: &[&EntitySelect], audience: &str)
 }
 
 /// The statement that diffs the tracked entities of one relationship, the same way.
-pub fn entity_diff_sql(
-    c: &Compiled,
-    selects: &[&EntitySelect],
-    audience: &str,
-    run: &str,
-    relationship: &str,
-) -> String {
+pub fn entity_diff_sql(pairs: &str, audience: &str, run: &str, relationship: &str) -> String {
     format!(
-        "WITH cur AS MATERIALIZED ({pairs}),
+        "WITH cur AS MATERIALIZED (SELECT profile_id, entity_id FROM {pairs}),
 diff AS MATERIALIZED (
     SELECT coalesce(c.profile_id, e.profile_id) AS profile_id, coalesce(c.entity_id, e.entity_id) AS entity_id,
            e.ctid AS old, c.profile_id IS NOT NULL AS tracked
@@ -101,7 +100,6 @@ log AS (
     RETURNING change)
 SELECT pg_catalog.jsonb_build_object(
     'added', (SELECT pg_catalog.count(*) FROM log WHERE change = 'entity_added'),
-    'removed', (SELECT pg_catalog.count(*) FROM log WHERE change = 'entity_removed'))",
-        pairs = entity_pairs_sql(c, selects, audience),
+    'removed', (SELECT pg_catalog.count(*) FROM log WHERE change = 'entity_removed'))"
     )
 }

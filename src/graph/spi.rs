@@ -9,36 +9,40 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-/// One table with its columns, privileges and indexed columns, as JSON. `$1` is the
-/// schema (NULL: the first visible table of that name), `$2` the table name.
-const TABLE_SQL: &str = r#"
-SELECT pg_catalog.jsonb_build_object(
-    'quoted', pg_catalog.format('%I.%I', n.nspname, c.relname),
-    'schema', n.nspname,
-    'name', c.relname,
-    'readable', pg_catalog.has_table_privilege(c.oid, 'SELECT'),
-    'columns', (
-        SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                   'name', a.attname,
-                   'quoted', pg_catalog.quote_ident(a.attname),
-                   'type_name', pg_catalog.format_type(a.atttypid, a.atttypmod),
-                   'base_type', pg_catalog.format_type(a.atttypid, NULL),
-                   'type_oid', a.atttypid::pg_catalog.int8,
-                   'category', t.typcategory) ORDER BY a.attnum)
-        FROM pg_catalog.pg_attribute a
-        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-    'indexed', (
-        SELECT coalesce(pg_catalog.jsonb_agg(DISTINCT a.attname), '[]')
-        FROM pg_catalog.pg_index i
-        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-        WHERE i.indrelid = c.oid))
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-  AND c.relname = $2
-  AND CASE WHEN $1 IS NULL THEN pg_catalog.pg_table_is_visible(c.oid) ELSE n.nspname = $1 END
-LIMIT 1
+/// The tables named by `$1` (schemas; '' for the first visible table of that name) and
+/// `$2` (names), with their columns, privileges and indexed columns, as a JSON array in
+/// the same order (null where there is no such table). One query for the whole graph.
+const TABLES_SQL: &str = r#"
+SELECT coalesce(pg_catalog.jsonb_agg((
+    SELECT pg_catalog.jsonb_build_object(
+        'quoted', pg_catalog.format('%I.%I', n.nspname, c.relname),
+        'schema', n.nspname,
+        'name', c.relname,
+        'readable', pg_catalog.has_table_privilege(c.oid, 'SELECT'),
+        'columns', (
+            SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                       'name', a.attname,
+                       'quoted', pg_catalog.quote_ident(a.attname),
+                       'type_name', pg_catalog.format_type(a.atttypid, a.atttypmod),
+                       'base_type', pg_catalog.format_type(a.atttypid, NULL),
+                       'type_oid', a.atttypid::pg_catalog.int8,
+                       'category', t.typcategory) ORDER BY a.attnum)
+            FROM pg_catalog.pg_attribute a
+            JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+        'indexed', (
+            SELECT coalesce(pg_catalog.jsonb_agg(DISTINCT a.attname), '[]')
+            FROM pg_catalog.pg_index i
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+            WHERE i.indrelid = c.oid))
+    FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+      AND c.relname OPERATOR(pg_catalog.=) w.name
+      AND CASE WHEN w.schema OPERATOR(pg_catalog.=) '' THEN pg_catalog.pg_table_is_visible(c.oid)
+               ELSE n.nspname OPERATOR(pg_catalog.=) w.schema END
+    LIMIT 1) ORDER BY w.ord), '[]')
+FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[])) WITH ORDINALITY AS w(schema, name, ord)
 "#;
 
 /// Tables a user could have meant, for hints.
@@ -50,12 +54,6 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'linked_audiences')
   AND n.nspname NOT LIKE 'pg\_%'
 "#;
-
-fn table(schema: Option<&str>, name: &str) -> Result<Option<Table>> {
-    jsonb_row(TABLE_SQL, &[schema.into(), name.into()])?
-        .map(|j| serde_json::from_value::<Table>(j).map_err(internal))
-        .transpose()
-}
 
 /// Reads what the catalog says about every table the graph names.
 pub fn load_catalog(graph: &DataGraph) -> Result<Catalog> {
@@ -76,34 +74,49 @@ fn load_catalog_with(
     resolved: &serde_json::Map<String, Value>,
 ) -> Result<Catalog> {
     let mut cat = Catalog::default();
-    let mut candidates: Option<Vec<String>> = None;
+    // (table_ref, schema or "", name) of every well-formed reference.
+    let mut wanted: Vec<(String, String, String)> = Vec::new();
     for table_ref in graph.table_refs() {
-        let lookup = match split_table_ref(&table_ref) {
-            Err(why) => Lookup::Malformed(why),
+        match split_table_ref(&table_ref) {
+            Err(why) => {
+                cat.tables.insert(table_ref, Lookup::Malformed(why));
+            }
             Ok(parts) => {
                 let known = resolved
                     .get(&table_ref)
                     .and_then(|r| Some((r["schema"].as_str()?, r["name"].as_str()?)));
                 let (schema, name) = match (known, parts.as_slice()) {
-                    (Some((s, n)), _) => (Some(s), n),
-                    (None, [s, n]) => (Some(s.as_str()), n.as_str()),
-                    (None, [n]) => (None, n.as_str()),
+                    (Some((s, n)), _) => (s.to_string(), n.to_string()),
+                    (None, [s, n]) => (s.clone(), n.clone()),
+                    (None, [n]) => (String::new(), n.clone()),
                     _ => unreachable!("split_table_ref returns one or two parts"),
                 };
-                match table(schema, name)? {
-                    Some(t) => Lookup::Found(t),
-                    None => {
-                        if candidates.is_none() {
-                            let v = jsonb_row(CANDIDATES_SQL, &[])?;
-                            candidates = Some(
-                                v.and_then(|j| serde_json::from_value(j).ok())
-                                    .unwrap_or_default(),
-                            );
-                        }
-                        Lookup::Missing {
-                            candidates: candidates.clone().unwrap_or_default(),
-                        }
-                    }
+                wanted.push((table_ref, schema, name));
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(cat);
+    }
+    let schemas: Vec<String> = wanted.iter().map(|w| w.1.clone()).collect();
+    let names: Vec<String> = wanted.iter().map(|w| w.2.clone()).collect();
+    let found =
+        jsonb_row(TABLES_SQL, &[schemas.into(), names.into()])?.unwrap_or(Value::Array(vec![]));
+    let found = found.as_array().cloned().unwrap_or_default();
+    let mut candidates: Option<Vec<String>> = None;
+    for (i, (table_ref, _, _)) in wanted.into_iter().enumerate() {
+        let lookup = match found.get(i).filter(|v| !v.is_null()) {
+            Some(t) => Lookup::Found(serde_json::from_value::<Table>(t.clone()).map_err(internal)?),
+            None => {
+                if candidates.is_none() {
+                    let v = jsonb_row(CANDIDATES_SQL, &[])?;
+                    candidates = Some(
+                        v.and_then(|j| serde_json::from_value(j).ok())
+                            .unwrap_or_default(),
+                    );
+                }
+                Lookup::Missing {
+                    candidates: candidates.clone().unwrap_or_default(),
                 }
             }
         };
