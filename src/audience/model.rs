@@ -521,11 +521,10 @@ impl Reader {
     }
 
     fn operand(&mut self, v: &Value, path: &str) -> Option<Operand> {
-        if let Value::Object(m) = v {
+        if v.is_object() {
             let mut o = obj(v, path, &mut self.out)?;
             let r = o.req_str("ref", &mut self.out);
             o.finish(&mut self.out);
-            let _ = m;
             let r = r?;
             return match r.split_once('.') {
                 Some((owner, column)) if !owner.is_empty() && !column.is_empty() => {
