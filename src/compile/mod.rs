@@ -268,6 +268,10 @@ struct Chain<'a> {
     /// The expression on the scope row.
     outer: String,
     rows: Vec<Row<'a>>,
+    /// Whether one target row can be reached more than once from one anchor value
+    /// (a junction, an external id, or a join on a parent column that is not unique):
+    /// counts must then be of distinct rows.
+    may_repeat: bool,
 }
 
 /// How a column's values compare.
@@ -524,6 +528,7 @@ impl<'a> Compiler<'a> {
         let mut conds = Vec::new();
         let mut rows: Vec<Row<'a>> = Vec::new();
         let (mut anchor, mut outer) = (String::new(), String::new());
+        let mut may_repeat = false;
         let internal = |what: String| {
             Problem::new(
                 Kind::Internal,
@@ -566,6 +571,12 @@ impl<'a> Compiler<'a> {
             let col = |t: &Table, name: &str| t.column(name).map(|c| c.quoted.clone());
             let mut on: Vec<String> = Vec::new();
             let mut piece = String::new();
+            may_repeat |= match &join {
+                ResolvedJoin::Direct { parent_column, .. } => {
+                    i > 0 && !parent.table.unique.contains(parent_column)
+                }
+                ResolvedJoin::ExternalId { .. } | ResolvedJoin::Junction { .. } => true,
+            };
             let (a, o) = match join {
                 ResolvedJoin::Direct {
                     parent_column,
@@ -647,6 +658,7 @@ impl<'a> Compiler<'a> {
             anchor,
             outer,
             rows,
+            may_repeat,
         })
     }
 
@@ -733,12 +745,17 @@ impl<'a> Compiler<'a> {
                 return exists(&chain.from, &chain.anchor, &chain.outer, &row_conds);
             }
             let p = self.text_param(&cnt.threshold().to_string());
-            having.push(format!(
-                "pg_catalog.count(DISTINCT {}.{}) {} {p}::pg_catalog.int8",
-                target.alias,
-                select.target_pk,
-                cnt.sql_op()
-            ));
+            // Rows that cannot repeat are counted as they come (a hash aggregate);
+            // otherwise distinct primary keys.
+            let counted = if chain.may_repeat {
+                format!(
+                    "pg_catalog.count(DISTINCT {}.{})",
+                    target.alias, select.target_pk
+                )
+            } else {
+                "pg_catalog.count(*)".to_string()
+            };
+            having.push(format!("{counted} {} {p}::pg_catalog.int8", cnt.sql_op()));
             empty_holds &= cnt.holds(0);
         }
         if let Some(agg) = &n.aggregate {

@@ -152,7 +152,7 @@ fn counts_group_and_having() {
         "relationships": [{"relationship": "transactions", "count": {"more_than": 5}}]}));
     assert_eq!(
         c.condition,
-        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1 JOIN public.credit_cards r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND (r3.name = $2) AND EXISTS (SELECT 1 FROM (SELECT r4.card_id AS k FROM public.transactions r4 GROUP BY 1 HAVING pg_catalog.count(DISTINCT r4.id) > $3::pg_catalog.int8) g5 WHERE g5.k = r3.id))"
+        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1 JOIN public.credit_cards r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND (r3.name = $2) AND EXISTS (SELECT 1 FROM (SELECT r4.card_id AS k FROM public.transactions r4 GROUP BY 1 HAVING pg_catalog.count(*) > $3::pg_catalog.int8) g5 WHERE g5.k = r3.id))"
     );
     // The nested node's entities are reached through Owly Cards.
     let tx = c
@@ -176,7 +176,16 @@ fn counts_group_and_having() {
     let c = ok(json!({"relationship": "pets", "count": {"exactly": 0}}));
     assert_eq!(
         c.condition,
-        "NOT EXISTS (SELECT 1 FROM (SELECT r1.id AS k FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id GROUP BY 1 HAVING (pg_catalog.count(DISTINCT r2.id) = $1::pg_catalog.int8) IS NOT TRUE) g3 WHERE g3.k = p.household_id)"
+        "NOT EXISTS (SELECT 1 FROM (SELECT r1.id AS k FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id GROUP BY 1 HAVING (pg_catalog.count(*) = $1::pg_catalog.int8) IS NOT TRUE) g3 WHERE g3.k = p.household_id)"
+    );
+
+    // Rows reached through a junction (or an external id) can repeat: distinct keys.
+    let c = ok(json!({"relationship": "cart_products", "count": {"at_least": 2}}));
+    assert!(
+        c.condition
+            .contains("HAVING pg_catalog.count(DISTINCT r2.sku) >= $1::pg_catalog.int8"),
+        "{}",
+        c.condition
     );
 
     // An aggregate that holds over no rows (sum 0 < 100) also takes the anti-join.

@@ -30,6 +30,9 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// Columns that lead at least one index.
     pub indexed: Vec<String>,
+    /// Columns that are unique on their own (a one-column unique index or primary key).
+    #[serde(default)]
+    pub unique: Vec<String>,
 }
 
 impl Table {
@@ -173,6 +176,11 @@ pub mod tests {
             readable: true,
             columns: cols.iter().map(|(n, t)| col(n, t)).collect(),
             indexed: indexed.iter().map(|s| s.to_string()).collect(),
+            unique: indexed
+                .iter()
+                .filter(|c| **c == "id" || **c == "sku")
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 
