@@ -15,7 +15,6 @@ rm -rf /tmp/pgrx-pgdata
 cargo pgrx test pg15 --runas postgres --pgdata /tmp/pgrx-pgdata 2>&1 | tee "$log"
 cargo_passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 
-echo "== pg_regress (tests/pg_regress)"
 cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
 dir=/tmp/la-regress
 port=54329
@@ -23,36 +22,26 @@ scripts/cluster.sh stop "$dir"
 rm -rf "$dir"
 trap 'scripts/cluster.sh stop "$dir"' EXIT
 scripts/cluster.sh start "$dir" "$port" contrib_regression
-out=$dir/out
-mkdir -p "$out" && chown postgres: "$out"
-tests=$(grep -Eo '^test: .*' tests/pg_regress/schedule | sed 's/^test: //' | tr '\n' ' ')
-set +e
-runuser -u postgres -- "$PG_REGRESS" \
-  --bindir=/usr/lib/postgresql/15/bin --host="$dir" --port="$port" --user=postgres \
-  --inputdir="$root/tests/pg_regress" --outputdir="$out" --dbname=contrib_regression \
-  --use-existing $tests
-regress=$?
-set -e
-total=$(echo $tests | wc -w)
-echo "== pg_isolation_regress (tests/isolation)"
-PG_ISOLATION=$($PG_CONFIG --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress
-iso_tests=$(grep -Eo '^test: .*' tests/isolation/schedule | sed 's/^test: //' | tr '\n' ' ')
-iso_out=$dir/iso
-mkdir -p "$iso_out" && chown postgres: "$iso_out"
-set +e
-runuser -u postgres -- "$PG_ISOLATION" \
-  --bindir=/usr/lib/postgresql/15/bin --host="$dir" --port="$port" --user=postgres \
-  --inputdir="$root/tests/isolation" --outputdir="$iso_out" --dbname=contrib_regression \
-  --use-existing $iso_tests
-iso=$?
-set -e
-iso_total=$(echo $iso_tests | wc -w)
-if [ $iso -ne 0 ]; then
-  cat "$iso_out/regression.diffs" 2>/dev/null | head -300
-  echo "pg_isolation_regress: failed"
-  exit 1
-fi
-total=$((total + iso_total))
+total=0
+# Runs one suite (pg_regress or pg_isolation_regress, same options) against the
+# cluster; on a failure prints the diffs and stops.
+run_suite() { # NAME RUNNER INPUT_DIR
+  local name=$1 runner=$2 input=$3 out=$dir/$1 list
+  list=$(grep -Eo '^test: .*' "$input/schedule" | sed 's/^test: //' | tr '\n' ' ')
+  mkdir -p "$out" && chown postgres: "$out"
+  echo "== $name ($input)"
+  if ! runuser -u postgres -- "$runner" \
+    --bindir=/usr/lib/postgresql/15/bin --host="$dir" --port="$port" --user=postgres \
+    --inputdir="$root/$input" --outputdir="$out" --dbname=contrib_regression \
+    --use-existing $list; then
+    head -300 "$out/regression.diffs" 2>/dev/null
+    echo "$name: $(grep -c ' ok ' "$out/regression.out" 2>/dev/null || echo 0) passed, $(grep -c 'FAILED' "$out/regression.out" 2>/dev/null || echo 1) failed"
+    exit 1
+  fi
+  total=$((total + $(echo $list | wc -w)))
+}
+run_suite pg_regress "$PG_REGRESS" tests/pg_regress
+run_suite pg_isolation_regress "$($PG_CONFIG --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress" tests/isolation
 echo "== pg_dump and restore (tests/dump)"
 tests/dump/dump_restore.sh "$dir" "$port" 2>&1 | grep -v '^NOTICE' || { echo "dump/restore: failed"; exit 1; }
 total=$((total + 1))
@@ -63,10 +52,4 @@ python3 bench/run.py 0.01 --runs 1 --no-build --dir "$smoke" --port 54334 > "$di
 scripts/cluster.sh stop "$smoke"
 grep -E '^\| (cat_owners|recent_buyers) ' "$dir/bench-smoke.log" || true
 total=$((total + 1))
-if [ $regress -ne 0 ]; then
-  cat "$out/regression.diffs" 2>/dev/null | head -300
-  failed=$(grep -c '^not ok\|FAILED\|failed (ignored)' "$out/regression.out" 2>/dev/null || echo 1)
-  echo "pg_regress: $((total - failed)) passed, $failed failed"
-  exit 1
-fi
 echo "tests: $((cargo_passed + total)) passed, 0 failed"
