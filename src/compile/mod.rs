@@ -575,7 +575,17 @@ impl<'a> Compiler<'a> {
                 ResolvedJoin::Direct { parent_column, .. } => {
                     i > 0 && !parent.table.unique.contains(parent_column)
                 }
-                ResolvedJoin::ExternalId { .. } | ResolvedJoin::Junction { .. } => true,
+                // One identifier row per (profile, type, value) reaches each row once.
+                ResolvedJoin::ExternalId { .. } => !graph
+                    .profile
+                    .as_ref()
+                    .and_then(|p| p.identifiers.as_ref())
+                    .and_then(|ids| {
+                        let t = cat.table(&ids.table_ref)?;
+                        Some(t.unique_on(&[&ids.profile_key, &ids.type_column, &ids.value_column]))
+                    })
+                    .unwrap_or(false),
+                ResolvedJoin::Junction { .. } => true,
             };
             let (a, o) = match join {
                 ResolvedJoin::Direct {
@@ -738,16 +748,50 @@ impl<'a> Compiler<'a> {
         } else {
             None
         });
+        if count == Some(Count::AtLeast(1)) && n.aggregate.is_none() {
+            return exists(&chain.from, &chain.anchor, &chain.outer, &row_conds);
+        }
+        // An aggregate over rows that can repeat runs over each (key, row) once: the
+        // rows are made distinct first, then counted as they come.
+        let agg_column = n
+            .aggregate
+            .as_ref()
+            .and_then(|a| target.table.column(&a.column))
+            .map(|c| c.quoted.clone());
+        let dedupe = chain.may_repeat && agg_column.is_some();
+        let d = if dedupe {
+            self.alias("d")
+        } else {
+            String::new()
+        };
+        let (from, anchor, conds) = if dedupe {
+            let where_sql = if row_conds.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", row_conds.join(" AND "))
+            };
+            (
+                format!(
+                    "(SELECT DISTINCT ON (1, 2) {anchor} AS k, {t}.{pk} AS row_key, {t}.{col} AS v FROM {from}{where_sql}) {d}",
+                    anchor = chain.anchor,
+                    t = target.alias,
+                    pk = select.target_pk,
+                    col = agg_column.clone().unwrap_or_default(),
+                    from = chain.from,
+                ),
+                format!("{d}.k"),
+                Vec::new(),
+            )
+        } else {
+            (chain.from.clone(), chain.anchor.clone(), row_conds.clone())
+        };
         let mut having = Vec::new();
         let mut empty_holds = true;
         if let Some(cnt) = count {
-            if cnt == Count::AtLeast(1) && n.aggregate.is_none() {
-                return exists(&chain.from, &chain.anchor, &chain.outer, &row_conds);
-            }
             let p = self.text_param(&cnt.threshold().to_string());
             // Rows that cannot repeat are counted as they come (a hash aggregate);
             // otherwise distinct primary keys.
-            let counted = if chain.may_repeat {
+            let counted = if chain.may_repeat && !dedupe {
                 format!(
                     "pg_catalog.count(DISTINCT {}.{})",
                     target.alias, select.target_pk
@@ -759,7 +803,8 @@ impl<'a> Compiler<'a> {
             empty_holds &= cnt.holds(0);
         }
         if let Some(agg) = &n.aggregate {
-            match self.aggregate(agg, &target) {
+            let value = dedupe.then(|| format!("{d}.v"));
+            match self.aggregate(agg, &target, value.as_deref()) {
                 Some((sql, holds)) => {
                     having.push(sql);
                     empty_holds &= holds;
@@ -769,10 +814,10 @@ impl<'a> Compiler<'a> {
         }
         let g = self.alias("g");
         grouped(
-            &chain.from,
-            &chain.anchor,
+            &from,
+            &anchor,
             &chain.outer,
-            &row_conds,
+            &conds,
             &having.join(" AND "),
             empty_holds,
             &g,
@@ -863,7 +908,12 @@ impl<'a> Compiler<'a> {
     // ---- aggregates ----------------------------------------------------------------
 
     /// The HAVING expression of an aggregate and whether it holds over no rows.
-    fn aggregate(&mut self, a: &Aggregate, target: &Row<'a>) -> Option<(String, bool)> {
+    fn aggregate(
+        &mut self,
+        a: &Aggregate,
+        target: &Row<'a>,
+        value: Option<&str>,
+    ) -> Option<(String, bool)> {
         let cp = path_key(&a.path, "column");
         let Some(column) = target.table.column(&a.column).cloned() else {
             let hint = hint_for(
@@ -901,7 +951,10 @@ impl<'a> Compiler<'a> {
             ));
             return None;
         }
-        let c = format!("{}.{}", target.alias, column.quoted);
+        let c = value.map_or_else(
+            || format!("{}.{}", target.alias, column.quoted),
+            str::to_string,
+        );
         let (expr, value_col, empty): (String, Option<Column>, Option<f64>) = match a.func {
             AggFn::Sum => (format!("coalesce(pg_catalog.sum({c}), 0)"), None, Some(0.0)),
             AggFn::Avg => (format!("pg_catalog.avg({c})"), None, None),

@@ -188,6 +188,23 @@ fn counts_group_and_having() {
         c.condition
     );
 
+    // An aggregate over rows that can repeat runs over distinct (key, row) pairs.
+    let c = ok(
+        json!({"relationship": "cart_products", "aggregate": {"fn": "sum", "column": "price", "op": "gt", "value": 30}}),
+    );
+    assert!(
+        c.condition.contains("FROM (SELECT DISTINCT ON (1, 2) r1.profile_id AS k, r2.sku AS row_key, r2.price AS v FROM public.carts r1"),
+        "{}",
+        c.condition
+    );
+    assert!(
+        c.condition.contains(
+            "GROUP BY 1 HAVING (coalesce(pg_catalog.sum(d4.v), 0) > $1::pg_catalog.numeric)"
+        ),
+        "{}",
+        c.condition
+    );
+
     // An aggregate that holds over no rows (sum 0 < 100) also takes the anti-join.
     let c = ok(
         json!({"relationship": "transactions", "aggregate": {"fn": "sum", "column": "amount", "op": "lt", "value": 100}}),
@@ -204,7 +221,7 @@ fn counts_group_and_having() {
         "{}",
         c.condition
     );
-    assert!(c.condition.contains("HAVING pg_catalog.count(DISTINCT r4.id) >= $2::pg_catalog.int8 AND (pg_catalog.avg(r4.amount) >= $3::pg_catalog.numeric)"), "{}", c.condition);
+    assert!(c.condition.contains("HAVING pg_catalog.count(*) >= $2::pg_catalog.int8 AND (pg_catalog.avg(r4.amount) >= $3::pg_catalog.numeric)"), "{}", c.condition);
 }
 
 #[test]

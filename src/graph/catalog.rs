@@ -33,6 +33,18 @@ pub struct Table {
     /// Columns that are unique on their own (a one-column unique index or primary key).
     #[serde(default)]
     pub unique: Vec<String>,
+    /// The key columns of every unique index without a predicate.
+    #[serde(default)]
+    pub unique_sets: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Whether rows are unique on these columns (some unique index lies within them).
+    pub fn unique_on(&self, columns: &[&str]) -> bool {
+        self.unique_sets
+            .iter()
+            .any(|set| !set.is_empty() && set.iter().all(|c| columns.contains(&c.as_str())))
+    }
 }
 
 impl Table {
@@ -181,6 +193,11 @@ pub mod tests {
                 .filter(|c| **c == "id" || **c == "sku")
                 .map(|s| s.to_string())
                 .collect(),
+            unique_sets: if name == "profile_identifiers" {
+                vec![vec!["profile_id".into(), "type".into(), "value".into()]]
+            } else {
+                Vec::new()
+            },
         }
     }
 

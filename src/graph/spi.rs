@@ -39,7 +39,14 @@ SELECT coalesce(pg_catalog.jsonb_agg((
             SELECT coalesce(pg_catalog.jsonb_agg(DISTINCT a.attname), '[]')
             FROM pg_catalog.pg_index i
             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-            WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL))
+            WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL),
+        'unique_sets', (
+            SELECT coalesce(pg_catalog.jsonb_agg((
+                SELECT pg_catalog.jsonb_agg(a.attname)
+                FROM pg_catalog.unnest((i.indkey::pg_catalog.int2[])[0:i.indnkeyatts - 1]) AS k(n)
+                JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n)), '[]')
+            FROM pg_catalog.pg_index i
+            WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL))
     FROM pg_catalog.pg_class c
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')

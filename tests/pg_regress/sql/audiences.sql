@@ -101,6 +101,13 @@ SELECT pg_temp.members('{"relationship": "transactions", "aggregate": {"fn": "ma
 SELECT pg_temp.members('{"relationship": "transactions", "aggregate": {"fn": "count_distinct", "column": "card_id", "op": "gte", "value": 2}}');
 SELECT pg_temp.members('{"relationship": "credit_cards", "count": {"at_least": 2}, "aggregate": {"fn": "sum", "column": "balance", "op": "between", "value": [100, 200]}}');
 
+-- A row reached twice through a junction (cat food twice in Ann's cart) is counted and
+-- aggregated once.
+INSERT INTO cart_items VALUES (5, 500, 'SKU-CATFOOD', 1);
+SELECT pg_temp.members('{"relationship": "cart_products", "aggregate": {"fn": "sum", "column": "price", "op": "between", "value": [30, 40]}}');
+SELECT pg_temp.members('{"relationship": "cart_products", "count": {"exactly": 2}}');
+DELETE FROM cart_items WHERE id = 5;
+
 -- References: to a profile trait, and to an ancestor relationship's row.
 SELECT pg_temp.members('{"relationship": "credit_cards", "relationships": [{"relationship": "transactions", "where": {"column": "amount", "op": "gt", "value": {"ref": "credit_cards.balance"}}}]}');
 SELECT pg_temp.members('{"relationship": "accounts", "where": {"column": "email", "op": "equals", "value": {"ref": "profile.email"}}}');
