@@ -45,6 +45,9 @@ run_suite pg_isolation_regress "$($PG_CONFIG --pkglibdir)/pgxs/src/test/isolatio
 echo "== pg_dump and restore (tests/dump)"
 tests/dump/dump_restore.sh "$dir" "$port" 2>&1 | grep -v '^NOTICE' || { echo "dump/restore: failed"; exit 1; }
 total=$((total + 1))
+echo "== faults (tests/faults): terminate and SIGKILL mid-compute, restart before consumption"
+tests/faults/faults.sh "$dir" "$port" || { echo "faults: failed"; exit 1; }
+total=$((total + 1))
 echo "== benchmark smoke run (bench/run.py at scale 0.01)"
 smoke=/tmp/la-bench-smoke
 python3 bench/run.py 0.01 --runs 1 --no-build --dir "$smoke" --port 54334 > "$dir/bench-smoke.log" 2>&1 \
