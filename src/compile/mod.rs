@@ -573,7 +573,7 @@ impl<'a> Compiler<'a> {
             let mut piece = String::new();
             may_repeat |= match &join {
                 ResolvedJoin::Direct { parent_column, .. } => {
-                    i > 0 && !parent.table.unique.contains(parent_column)
+                    i > 0 && !parent.table.unique_on(&[parent_column.as_str()])
                 }
                 // One identifier row per (profile, type, value) reaches each row once.
                 ResolvedJoin::ExternalId { .. } => !graph

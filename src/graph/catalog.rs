@@ -30,9 +30,6 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// Columns that lead at least one index.
     pub indexed: Vec<String>,
-    /// Columns that are unique on their own (a one-column unique index or primary key).
-    #[serde(default)]
-    pub unique: Vec<String>,
     /// The key columns of every unique index without a predicate.
     #[serde(default)]
     pub unique_sets: Vec<Vec<String>>,
@@ -188,15 +185,14 @@ pub mod tests {
             readable: true,
             columns: cols.iter().map(|(n, t)| col(n, t)).collect(),
             indexed: indexed.iter().map(|s| s.to_string()).collect(),
-            unique: indexed
-                .iter()
-                .filter(|c| **c == "id" || **c == "sku")
-                .map(|s| s.to_string())
-                .collect(),
             unique_sets: if name == "profile_identifiers" {
                 vec![vec!["profile_id".into(), "type".into(), "value".into()]]
             } else {
-                Vec::new()
+                indexed
+                    .iter()
+                    .filter(|c| **c == "id" || **c == "sku")
+                    .map(|c| vec![c.to_string()])
+                    .collect()
             },
         }
     }

@@ -35,11 +35,6 @@ SELECT coalesce(pg_catalog.jsonb_agg((
             FROM pg_catalog.pg_index i
             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
             WHERE i.indrelid = c.oid),
-        'unique', (
-            SELECT coalesce(pg_catalog.jsonb_agg(DISTINCT a.attname), '[]')
-            FROM pg_catalog.pg_index i
-            JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-            WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL),
         'unique_sets', (
             SELECT coalesce(pg_catalog.jsonb_agg((
                 SELECT pg_catalog.jsonb_agg(a.attname)
