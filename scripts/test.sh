@@ -16,6 +16,11 @@ cargo pgrx test pg15 --runas postgres --pgdata /tmp/pgrx-pgdata 2>&1 | tee "$log
 cargo_passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 
 cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
+# Released versions' frozen install scripts, for the upgrade test (cargo pgrx installs
+# the current version's script and the upgrade scripts only).
+for release in sql/linked_audiences--*.sql; do
+  case $release in sql/linked_audiences--*--*) ;; *) install -m 644 "$release" "$($PG_CONFIG --sharedir)/extension/" ;; esac
+done
 dir=/tmp/la-regress
 port=54329
 scripts/cluster.sh stop "$dir"
@@ -44,6 +49,9 @@ run_suite pg_regress "$PG_REGRESS" tests/pg_regress
 run_suite pg_isolation_regress "$($PG_CONFIG --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress" tests/isolation
 echo "== pg_dump and restore (tests/dump)"
 tests/dump/dump_restore.sh "$dir" "$port" 2>&1 | grep -v '^NOTICE' || { echo "dump/restore: failed"; exit 1; }
+total=$((total + 1))
+echo "== upgrades (tests/upgrade): every release under sql/ updated to the current version"
+tests/upgrade/upgrade.sh "$dir" "$port" 2>&1 | grep -v '^NOTICE' || { echo "upgrade: failed"; exit 1; }
 total=$((total + 1))
 echo "== faults (tests/faults): terminate and SIGKILL mid-compute, restart before consumption"
 tests/faults/faults.sh "$dir" "$port" || { echo "faults: failed"; exit 1; }

@@ -15,6 +15,7 @@ use serde_json::Value;
 /// Settings: `max_attempts` (default 10) before the outbox dead-letters a row; any other
 /// keys are kept for the connector (a webhook's `url`, an API endpoint...).
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_create_destination(key: &str, preset: &str, settings: default!(JsonB, "'{}'")) -> JsonB {
     if !is_valid_slug(key) {
         raise(
@@ -175,6 +176,7 @@ fn check_properties(
 
 /// Activates an audience to a destination for one event choice; returns its id.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::too_many_arguments)]
 fn la_activate(
     audience: &str,
@@ -286,6 +288,7 @@ fn la_activate(
 
 /// Enables or disables an activation.
 #[pg_extern(volatile, parallel_unsafe, strict)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_set_activation_enabled(id: i64, enabled: bool) -> bool {
     let found = ok_or_raise(jsonb_write(
         "UPDATE linked_audiences.activation SET enabled = $2 WHERE id = $1 RETURNING pg_catalog.to_jsonb(enabled)",
@@ -309,7 +312,7 @@ fn la_set_activation_enabled(id: i64, enabled: bool) -> bool {
     strict,
     parallel_safe,
     sql = "CREATE FUNCTION linked_audiences.finish_event(preset text, payload jsonb, max_bytes integer) \
-           RETURNS jsonb IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+           RETURNS jsonb IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
 fn finish_event(preset: &str, payload: JsonB, max_bytes: i32) -> JsonB {
     JsonB(super::payload::finish(
@@ -339,6 +342,7 @@ pub fn load_activations(
 /// The payload an activation would send for one current member (the first by profile
 /// id, or `profile_id`), without writing anything.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_preview_event(activation_id: i64, profile_id: default!(Option<String>, "NULL")) -> JsonB {
     use crate::audience::spi::args;
     use crate::compile::sql::ParamValue;

@@ -29,6 +29,7 @@ fn check_key(key: &str) -> Result<()> {
 /// Defines an audience, or a new version of an existing one (its membership carries
 /// over). Nothing is stored when the definition does not compile.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_define_audience(
     key: &str,
     definition: JsonB,
@@ -74,6 +75,7 @@ fn la_define_audience(
 
 /// The problems of a definition as data: `[]` when it is valid.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_validate_audience(definition: JsonB) -> JsonB {
     let problems = match load_env() {
         Err(p) => vec![p],
@@ -104,6 +106,7 @@ fn preview(compiled: &Compiled, sample: i32) -> Result<Value> {
 
 /// Counts an audience and shows a sample of its members, without storing anything.
 #[pg_extern(name = "la_preview_audience", volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_preview_audience_definition(definition: JsonB, sample: default!(i32, 10)) -> JsonB {
     let env = ok_or_raise(load_env());
     let compiled = compiled_or_raise(&env, &definition.0, None);
@@ -112,6 +115,7 @@ fn la_preview_audience_definition(definition: JsonB, sample: default!(i32, 10)) 
 
 /// The same for a defined audience.
 #[pg_extern(name = "la_preview_audience", volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_preview_audience_key(key: &str, sample: default!(i32, 10)) -> JsonB {
     let trimmed = key.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
@@ -131,6 +135,7 @@ fn la_preview_audience_key(key: &str, sample: default!(i32, 10)) -> JsonB {
 
 /// The compiled SQL of a definition, with its values inlined as quoted literals.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_audience_sql(definition: JsonB) -> String {
     let env = ok_or_raise(load_env());
     let compiled = compiled_or_raise(&env, &definition.0, None);
@@ -139,6 +144,7 @@ fn la_audience_sql(definition: JsonB) -> String {
 
 /// Enables or disables an audience; disabled audiences are skipped by schedules.
 #[pg_extern(volatile, parallel_unsafe, strict)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_set_audience_enabled(key: &str, enabled: bool) -> bool {
     ok_or_raise(require(key));
     ok_or_raise(
@@ -153,6 +159,7 @@ fn la_set_audience_enabled(key: &str, enabled: bool) -> bool {
 
 /// Drops an audience and its state; refused while another audience uses it.
 #[pg_extern(volatile, parallel_unsafe, strict)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_drop_audience(key: &str) -> bool {
     ok_or_raise(lock_audiences());
     let stored = ok_or_raise(require(key));

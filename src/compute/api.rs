@@ -19,7 +19,7 @@ use serde_json::{json, Value};
     parallel_unsafe,
     strict,
     sql = "CREATE FUNCTION linked_audiences.compute_audience(key text) RETURNS jsonb \
-           STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+           STRICT VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
 fn compute_audience(key: &str) -> JsonB {
     let started = std::time::Instant::now();
@@ -200,7 +200,7 @@ fn refresh_stats_if_big(table: &str, changed: i64, base: i64) {
     volatile,
     parallel_unsafe,
     sql = "CREATE FUNCTION linked_audiences.bench_compile(definition jsonb, iterations integer) RETURNS double precision \
-           STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+           STRICT VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
 fn bench_compile(definition: JsonB, iterations: i32) -> f64 {
     let env = ok_or_raise(load_env());

@@ -90,6 +90,7 @@ fn parsed<T>(r: std::result::Result<T, Vec<Problem>>) -> T {
 
 /// Replaces the stored Data Graph with `graph`, atomically, after validating it.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_define_data_graph(graph: JsonB) -> JsonB {
     let g = parsed(parse(&graph.0));
     change(|stored| {
@@ -100,6 +101,7 @@ fn la_define_data_graph(graph: JsonB) -> JsonB {
 
 /// The problems of a graph as data: `[]` when it is valid. Nothing is stored.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_validate_data_graph(graph: JsonB) -> JsonB {
     let problems = match parse(&graph.0) {
         Err(ps) => ps,
@@ -113,12 +115,14 @@ fn la_validate_data_graph(graph: JsonB) -> JsonB {
 
 /// The stored graph, as JSON.
 #[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_data_graph() -> JsonB {
     JsonB(spi::load_graph().unwrap_or_else(|p| raise(&p)).to_json())
 }
 
 /// The stored graph as Graphviz DOT text.
 #[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_data_graph_dot() -> String {
     to_dot(&spi::load_graph().unwrap_or_else(|p| raise(&p)))
 }
@@ -127,7 +131,7 @@ fn la_data_graph_dot() -> String {
     volatile,
     parallel_unsafe,
     sql = "CREATE FUNCTION la_register_profile(table_ref regclass, primary_key text, user_id text DEFAULT NULL) \
-           RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+           RETURNS jsonb VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
 fn la_register_profile(
     table_ref: pg_sys::Oid,
@@ -145,7 +149,7 @@ fn la_register_profile(
     volatile,
     parallel_unsafe,
     sql = "CREATE FUNCTION la_register_identifiers(table_ref regclass, profile_key text, type_column text, value_column text) \
-           RETURNS jsonb STRICT VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+           RETURNS jsonb STRICT VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
 fn la_register_identifiers(
     table_ref: pg_sys::Oid,
@@ -171,7 +175,7 @@ fn la_register_identifiers(
     volatile,
     parallel_unsafe,
     sql = "CREATE FUNCTION la_register_entity(slug text, table_ref regclass, primary_key text, name text DEFAULT NULL, enrichment_enabled boolean DEFAULT true) \
-           RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+           RETURNS jsonb VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
 fn la_register_entity(
     slug: String,
@@ -195,7 +199,7 @@ fn la_register_entity(
     sql = "CREATE FUNCTION la_register_relationship(slug text, related_entity text, parent text DEFAULT NULL, \
            join_on text DEFAULT NULL, \"trait\" jsonb DEFAULT NULL, external_id jsonb DEFAULT NULL, \
            junction_table jsonb DEFAULT NULL, name text DEFAULT NULL) \
-           RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+           RETURNS jsonb VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
 #[allow(clippy::too_many_arguments)]
 fn la_register_relationship(
@@ -221,7 +225,7 @@ fn la_register_relationship(
     volatile,
     parallel_unsafe,
     sql = "CREATE FUNCTION la_register_event_source(table_ref regclass, profile_key text, name_column text, timestamp_column text, properties_column text DEFAULT NULL) \
-           RETURNS jsonb VOLATILE PARALLEL UNSAFE LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
+           RETURNS jsonb VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
 fn la_register_event_source(
     table_ref: pg_sys::Oid,
@@ -241,6 +245,7 @@ fn la_register_event_source(
 
 /// Removes an entity; refused while a relationship (or an audience) uses it.
 #[pg_extern(volatile, parallel_unsafe, strict)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_unregister_entity(slug: String) -> JsonB {
     change(|g| edit::remove_entity(g, &slug))
 }
@@ -248,6 +253,7 @@ fn la_unregister_entity(slug: String) -> JsonB {
 /// Removes a relationship; refused while it has nested relationships (or an audience
 /// uses it).
 #[pg_extern(volatile, parallel_unsafe, strict)]
+#[search_path(pg_catalog, pg_temp)]
 fn la_unregister_relationship(slug: String) -> JsonB {
     change(|g| edit::remove_relationship(g, &slug))
 }

@@ -67,6 +67,9 @@ pub enum Lookup {
     },
     /// Not a valid table name at all (e.g. three dotted parts).
     Malformed(String),
+    /// An unqualified name with no table in `public` and one in each of several
+    /// other schemas.
+    Ambiguous(Vec<String>),
 }
 
 /// The tables a graph names, by their `table_ref` as written.

@@ -9,8 +9,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-/// The tables named by `$1` (schemas; '' for the first visible table of that name) and
-/// `$2` (names), with their columns, privileges and indexed columns, as a JSON array in
+/// The tables named by `$1` (schemas; '' for an unqualified name) and `$2` (names), with their columns, privileges and indexed columns, as a JSON array in
 /// the same order (null where there is no such table). One query for the whole graph.
 const TABLES_SQL: &str = r#"
 SELECT coalesce(pg_catalog.jsonb_agg((
@@ -35,6 +34,12 @@ SELECT coalesce(pg_catalog.jsonb_agg((
             FROM pg_catalog.pg_index i
             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
             WHERE i.indrelid = c.oid),
+        'in_schemas', CASE WHEN w.schema OPERATOR(pg_catalog.=) '' THEN (
+            SELECT pg_catalog.jsonb_agg(n2.nspname ORDER BY n2.nspname)
+            FROM pg_catalog.pg_class c2
+            JOIN pg_catalog.pg_namespace n2 ON n2.oid = c2.relnamespace
+            WHERE c2.relkind IN ('r', 'p', 'v', 'm', 'f') AND c2.relname OPERATOR(pg_catalog.=) w.name
+              AND n2.nspname OPERATOR(pg_catalog.=) ANY (u.schemas)) END,
         'unique_sets', (
             SELECT coalesce(pg_catalog.jsonb_agg((
                 SELECT pg_catalog.jsonb_agg(a.attname)
@@ -46,10 +51,15 @@ SELECT coalesce(pg_catalog.jsonb_agg((
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
       AND c.relname OPERATOR(pg_catalog.=) w.name
-      AND CASE WHEN w.schema OPERATOR(pg_catalog.=) '' THEN pg_catalog.pg_table_is_visible(c.oid)
+      AND CASE WHEN w.schema OPERATOR(pg_catalog.=) '' THEN n.nspname OPERATOR(pg_catalog.=) ANY (u.schemas)
                ELSE n.nspname OPERATOR(pg_catalog.=) w.schema END
+    ORDER BY n.nspname OPERATOR(pg_catalog.<>) 'public', n.nspname
     LIMIT 1) ORDER BY w.ord), '[]')
-FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[])) WITH ORDINALITY AS w(schema, name, ord)
+FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[])) WITH ORDINALITY AS w(schema, name, ord),
+     -- Where an unqualified name may resolve: user schemas the caller can use.
+     (SELECT pg_catalog.array_agg(n.nspname) AS schemas FROM pg_catalog.pg_namespace n
+      WHERE n.nspname NOT IN ('information_schema', 'linked_audiences') AND n.nspname NOT LIKE 'pg\_%'
+        AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')) AS u
 "#;
 
 /// Tables a user could have meant, for hints.
@@ -113,7 +123,15 @@ fn load_catalog_with(
     let mut candidates: Option<Vec<String>> = None;
     for (i, (table_ref, _, _)) in wanted.into_iter().enumerate() {
         let lookup = match found.get(i).filter(|v| !v.is_null()) {
-            Some(t) => Lookup::Found(serde_json::from_value::<Table>(t.clone()).map_err(internal)?),
+            Some(t) => match t["in_schemas"].as_array().filter(|s| s.len() > 1) {
+                Some(schemas) if t["schema"] != "public" => Lookup::Ambiguous(
+                    schemas
+                        .iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect(),
+                ),
+                _ => Lookup::Found(serde_json::from_value::<Table>(t.clone()).map_err(internal)?),
+            },
             None => {
                 if candidates.is_none() {
                     let v = jsonb_row(CANDIDATES_SQL, &[])?;

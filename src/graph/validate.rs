@@ -76,6 +76,22 @@ impl<'a> Checker<'a> {
                 );
                 None
             }
+            Some(Lookup::Ambiguous(schemas)) => {
+                self.problem(
+                    Problem::invalid(
+                        path,
+                        format!(
+                            "table \"{table_ref}\" is in several schemas ({}) and none is public",
+                            schemas.join(", ")
+                        ),
+                    )
+                    .with_hint(format!(
+                        "Qualify it, for example {}.{table_ref}.",
+                        schemas[0]
+                    )),
+                );
+                None
+            }
             Some(Lookup::Malformed(why)) => {
                 self.problem(
                     Problem::invalid(path, format!("invalid table name \"{table_ref}\": {why}"))

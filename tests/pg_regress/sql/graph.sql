@@ -122,5 +122,23 @@ SELECT la_unregister_relationship('pets');
 SELECT la_unregister_entity('pets');
 SELECT jsonb_pretty(la_data_graph());
 
+-- An unqualified table_ref does not depend on the caller's search_path: it names the
+-- table in public, else the one table of that name in a schema the caller can use.
+CREATE SCHEMA planted;
+CREATE TABLE planted.households (id int PRIMARY KEY, planted boolean);
+CREATE SCHEMA crm;
+CREATE TABLE crm.wallets (id int PRIMARY KEY);
+SET search_path = planted, public;
+SELECT la_define_data_graph(jsonb_set(jsonb_set(:'graph', '{entities,0,table_ref}', '"households"'),
+  '{entities,99}', '{"slug": "wallets", "table_ref": "wallets", "primary_key": "id"}')) -> 'warnings' AS warnings;
+SELECT key, value FROM linked_audiences.data_graph, jsonb_each(tables)
+WHERE key IN ('households', 'wallets') ORDER BY key;
+-- Several schemas and none is public: the caller must say which.
+CREATE TABLE planted.wallets (id int PRIMARY KEY);
+SELECT pg_temp.try(format('SELECT la_define_data_graph(%L)', jsonb_set(:'graph',
+  '{entities,99}', '{"slug": "wallets", "table_ref": "wallets", "primary_key": "id"}')));
+RESET search_path;
+DROP SCHEMA planted, crm CASCADE;
+
 DROP EXTENSION linked_audiences;
 SELECT count(*) AS leftovers FROM pg_namespace WHERE nspname = 'linked_audiences';

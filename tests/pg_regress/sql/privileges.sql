@@ -93,6 +93,15 @@ SELECT la_preview_audience('dog_owners') -> 'count' AS dog_owners_as_owner;
 DROP POLICY only_household_4 ON pets;
 ALTER TABLE pets DISABLE ROW LEVEL SECURITY;
 
+-- Every function of the extension pins its search_path (none is listed here).
+SELECT p.oid::regprocedure AS unpinned
+FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid AND d.classid = 'pg_proc'::regclass
+WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'linked_audiences') AND d.deptype = 'e'
+  AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false);
+SELECT count(*) > 40 AS many_functions
+FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid AND d.classid = 'pg_proc'::regclass
+WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'linked_audiences') AND d.deptype = 'e';
+
 -- Nothing planted in the caller's search_path is used.
 CREATE SCHEMA planted;
 CREATE FUNCTION planted.now() RETURNS timestamptz LANGUAGE sql AS $$ SELECT '1999-01-01'::timestamptz $$;
