@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Faults: a backend terminated (pg_terminate_backend) and killed (SIGKILL) in the middle
-# of a compute, and a server restart between compute and consumption. After each, the
-# previous state is intact, the next compute emits exactly the expected changes, and no
-# event is lost or duplicated.
+# of a compute and of a consumer batch, and a server restart between compute and
+# consumption. After each, the previous state is intact, the next compute emits exactly
+# the expected changes, no event is lost, and an event is delivered again only as a
+# redelivery of an unacknowledged row with the same messageId.
 #   tests/faults/faults.sh CLUSTER_DIR PORT   (the cluster of scripts/cluster.sh)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -71,11 +72,54 @@ expect "state after it" "$(state)" "1,2,3,6 | 4 | 4 | 2"
 ids_before=$(q -c "SELECT string_agg(id::text, ',' ORDER BY seq) FROM linked_audiences.outbox")
 as_pg "$BIN/pg_ctl" -D "$dir/data" -m fast -w restart -l "$dir/server.log" >/dev/null
 wait_ready
-read_ids=$(q -c "SELECT string_agg(id::text, ',' ORDER BY seq) FROM la_outbox_read('hook', 100)")
-expect "events read after restart" "$read_ids" "$ids_before"
-acked=$(q -c "SELECT la_outbox_ack(string_to_array('$read_ids', ',')::uuid[])")
-expect "acknowledged" "$acked" "4"
+expect "events after restart" "$(q -c "SELECT string_agg(id::text, ',' ORDER BY seq) FROM linked_audiences.outbox")" "$ids_before"
+
+# A consumer killed in the middle of a batch. It runs SQL (a transaction or a statement
+# list) in the background as application la_consumer and stalls in pg_sleep; prints its pid.
+stalled_consumer() {
+  (PGAPPNAME=la_consumer q "$@" || true) >/dev/null 2>&1 &
+  for _ in $(seq 1 100); do
+    pid=$(q -c "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND application_name = 'la_consumer'")
+    [ -n "$pid" ] && { echo "$pid"; return 0; }
+    sleep 0.1
+  done
+  fail "the consumer never reached the stall"
+}
+pending() { q -c "SELECT string_agg(id::text || ':' || attempts, ',' ORDER BY seq) FROM linked_audiences.outbox_state WHERE status = 'pending'"; }
+all_pending=$(q -c "SELECT string_agg(id::text || ':0', ',' ORDER BY seq) FROM linked_audiences.outbox")
+expect "pending before consumers" "$(pending)" "$all_pending"
+
+# Killed while its claim is uncommitted (terminated, then SIGKILLed): the claim rolls
+# back; every event is still pending, unclaimed and never counted as an attempt.
+pid=$(stalled_consumer -c "BEGIN" -c "SELECT la_outbox_read('hook', 2)" -c "SELECT pg_sleep(30)" -c "COMMIT")
+q -c "SELECT pg_terminate_backend($pid)" >/dev/null
+wait
+expect "consumer terminated mid-batch" "$(pending)" "$all_pending"
+pid=$(stalled_consumer -c "BEGIN" -c "SELECT la_outbox_read('hook', 2)" -c "SELECT pg_sleep(30)" -c "COMMIT")
+kill -KILL "$pid"
+wait
+wait_ready
+expect "consumer SIGKILLed mid-batch" "$(pending)" "$all_pending"
+
+# Killed after its claim committed but before acknowledging: the two claimed events are
+# hidden for the visibility timeout (2 s), the others flow, then the two are redelivered
+# with the same messageId; each event is acknowledged once.
+pid=$(stalled_consumer -c "SELECT la_outbox_read('hook', 2, '2 seconds')" -c "SELECT pg_sleep(30)")
+claimed=$(q -c "SELECT string_agg(id::text, ',' ORDER BY seq) FROM linked_audiences.outbox_state WHERE attempts = 1")
+kill -KILL "$pid"
+wait
+wait_ready
+expect "claims survive the crash" "$(q -c "SELECT count(*) FROM linked_audiences.outbox_state WHERE attempts = 1 AND visible_at > clock_timestamp()")" "2"
+others=$(q -c "SELECT string_agg(id::text, ',' ORDER BY seq) FROM la_outbox_read('hook', 100)")
+expect "the unclaimed events flow" "$others" "$(q -c "SELECT string_agg(id::text, ',' ORDER BY seq) FROM linked_audiences.outbox_state WHERE id::text <> ALL (string_to_array('$claimed', ','))")"
+expect "acknowledged" "$(q -c "SELECT la_outbox_ack(string_to_array('$others', ',')::uuid[])")" "2"
+expect "nothing visible before the timeout" "$(q -c "SELECT count(*) FROM la_outbox_read('hook', 100)")" "0"
+sleep 2.1
+redelivered=$(q -c "SELECT string_agg(id::text || ':' || attempts, ',' ORDER BY seq) FROM la_outbox_read('hook', 100)")
+expect "redelivered with the same messageId" "$redelivered" "$(echo "$claimed" | sed 's/,/:2,/g; s/$/:2/')"
+expect "acknowledged once" "$(q -c "SELECT la_outbox_ack(string_to_array('$claimed', ',')::uuid[])")" "2"
+expect "every event acknowledged" "$(q -c "SELECT string_agg(o.id::text, ',' ORDER BY o.seq) FROM linked_audiences.outbox o JOIN linked_audiences.outbox_state s USING (id) WHERE s.status = 'acked'")" "$ids_before"
 expect "nothing left" "$(q -c "SELECT count(*) FROM la_outbox_read('hook', 100)")" "0"
 
 as_pg "$BIN/dropdb" -h "$dir" -p "$port" la_faults
-echo "faults: ok (terminate and SIGKILL mid-compute leave state intact; next compute emits exactly 1 change and 1 event; a restart loses no event)"
+echo "faults: ok (terminate and SIGKILL mid-compute leave state intact; next compute emits exactly 1 change and 1 event; a restart loses no event; consumers terminated or SIGKILLed mid-batch lose nothing, unacknowledged claims come back after their timeout with the same messageId)"
