@@ -54,8 +54,8 @@ impl Problem {
     pub fn new(kind: Kind, path: impl Into<String>, message: impl Into<String>) -> Self {
         Problem {
             kind,
-            path: path.into(),
-            message: message.into(),
+            path: clip(path.into(), 300),
+            message: clip(message.into(), 1000),
             hint: None,
         }
     }
@@ -65,13 +65,13 @@ impl Problem {
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        let hint = hint.into();
+        let hint = clip(hint.into(), 1000);
         self.hint = if hint.is_empty() { None } else { Some(hint) };
         self
     }
 
     pub fn with_opt_hint(mut self, hint: Option<String>) -> Self {
-        self.hint = hint.filter(|h| !h.is_empty());
+        self.hint = hint.filter(|h| !h.is_empty()).map(|h| clip(h, 1000));
         self
     }
 
@@ -111,4 +111,34 @@ pub type Result<T> = std::result::Result<T, Problem>;
 /// Problems as a JSON array.
 pub fn problems_json(problems: &[Problem]) -> Value {
     Value::Array(problems.iter().map(Problem::to_json).collect())
+}
+
+/// At most `max` characters: a user's 10 KB string or a 400-digit number stays readable
+/// in a message, cut in the middle.
+pub fn clip(s: String, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s;
+    }
+    let head_len = (max - 5) / 2;
+    let tail_len = max - 5 - head_len;
+    let head: String = s.chars().take(head_len).collect();
+    let tail: String = s.chars().skip(n - tail_len).collect();
+    format!("{head} ... {tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_clipped_in_the_middle() {
+        assert_eq!(clip("short".into(), 10), "short");
+        let long = format!("a{}z", "é".repeat(5000));
+        let c = clip(long, 25);
+        assert_eq!(c.chars().count(), 25);
+        assert!(c.starts_with("aéé") && c.ends_with("ééz") && c.contains(" ... "));
+        let p = Problem::invalid("$.value", "x".repeat(5000));
+        assert_eq!(p.message.chars().count(), 1000);
+    }
 }

@@ -204,3 +204,95 @@ mod tests {
         );
     }
 }
+
+/// A `jsonb` argument, read without panicking: pgrx's `JsonB` panics (an internal error
+/// for the user) on JSON that serde_json cannot hold, such as nesting deeper than 128
+/// levels. `Doc` keeps the failure and reports it as a problem at the argument.
+pub struct Doc(std::result::Result<Value, String>);
+
+impl Doc {
+    /// The JSON, or a 22023 problem named after the argument.
+    pub fn json(self, arg: &str) -> std::result::Result<Value, Problem> {
+        self.0.map_err(|why| {
+            let why = why
+                .split(" at line ")
+                .next()
+                .unwrap_or_default()
+                .replace("recursion limit exceeded", "nests deeper than 128 levels");
+            Problem::invalid("$", format!("{arg} cannot be read: {why}"))
+                .with_hint("Nest JSON documents at most 128 levels deep.")
+        })
+    }
+
+    /// The JSON, or the problem raised as a Postgres ERROR.
+    pub fn or_raise(self, arg: &str) -> Value {
+        crate::ok_or_raise(self.json(arg))
+    }
+}
+
+impl pgrx::FromDatum for Doc {
+    unsafe fn from_polymorphic_datum(
+        datum: pgrx::pg_sys::Datum,
+        is_null: bool,
+        _: pgrx::pg_sys::Oid,
+    ) -> Option<Doc> {
+        if is_null {
+            return None;
+        }
+        use pgrx::pg_sys;
+        let varlena = datum.cast_mut_ptr();
+        // SAFETY: a non-null jsonb argument is a valid jsonb varlena.
+        unsafe {
+            let detoasted = pg_sys::pg_detoast_datum_packed(varlena);
+            let text = pgrx::direct_function_call::<&core::ffi::CStr>(
+                pg_sys::jsonb_out,
+                &[Some(pg_sys::Datum::from(detoasted))],
+            );
+            let parsed = match text {
+                Some(c) => {
+                    let r = c
+                        .to_str()
+                        .map_err(|e| e.to_string())
+                        .and_then(|s| serde_json::from_str(s).map_err(|e| e.to_string()));
+                    pg_sys::pfree(c.as_ptr() as *mut core::ffi::c_void);
+                    r
+                }
+                None => Err("jsonb_out returned NULL".to_string()),
+            };
+            if detoasted != varlena {
+                pg_sys::pfree(detoasted as *mut core::ffi::c_void);
+            }
+            Some(Doc(parsed))
+        }
+    }
+}
+
+unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for Doc {
+    unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
+        let index = arg.index();
+        // SAFETY: as for pgrx's own types, the caller passes an argument of our SQL type.
+        unsafe {
+            arg.unbox_arg_using_from_datum()
+                .unwrap_or_else(|| panic!("argument {index} must not be null"))
+        }
+    }
+
+    unsafe fn unbox_nullable_arg(
+        arg: pgrx::callconv::Arg<'_, 'fcx>,
+    ) -> pgrx::nullable::Nullable<Self> {
+        // SAFETY: as above.
+        unsafe { arg.unbox_arg_using_from_datum().into() }
+    }
+}
+
+impl pgrx::IntoDatum for Doc {
+    fn into_datum(self) -> Option<pgrx::pg_sys::Datum> {
+        self.0.ok().and_then(|v| pgrx::JsonB(v).into_datum())
+    }
+
+    fn type_oid() -> pgrx::pg_sys::Oid {
+        pgrx::pg_sys::JSONBOID
+    }
+}
+
+pgrx::impl_sql_translatable!(Doc, arg_only = "jsonb");

@@ -416,4 +416,144 @@ mod tests {
             );
         }
     }
+
+    /// The hostile corpus (compile::corpus) through the SQL functions of a live database:
+    /// validate, preview, compiled SQL and define, each in a subtransaction. Nothing
+    /// crashes or raises an internal error, every error is one of the documented
+    /// SQLSTATEs with its JSON path first, no injected statement runs, and nothing of a
+    /// failed definition is stored.
+    #[pg_test]
+    fn hostile_corpus_against_a_live_database() {
+        use crate::compile::corpus::{corpus, seeds};
+        warehouse();
+        Spi::run_with_args(
+            "SELECT la_define_data_graph($1)",
+            &[JsonB(demo_graph()).into()],
+        )
+        .unwrap();
+        Spi::run(r#"SELECT la_define_audience('cat_owners', '{"relationship": "pets", "where": {"column": "type", "op": "equals", "value": "cat"}}')"#).unwrap();
+        Spi::run(
+            "CREATE TABLE la_fuzz_pwned (at timestamptz DEFAULT now());
+             CREATE FUNCTION public.la_fuzz_pwned() RETURNS int LANGUAGE sql AS
+               $$ INSERT INTO la_fuzz_pwned DEFAULT VALUES RETURNING 1 $$;
+             CREATE FUNCTION la_fuzz_try(def text, key text) RETURNS text[] LANGUAGE plpgsql AS $$
+             DECLARE
+               calls text[] := ARRAY['SELECT la_validate_audience($1::jsonb)',
+                                     'SELECT la_preview_audience($1::jsonb, 2)',
+                                     'SELECT la_audience_sql($1::jsonb)',
+                                     'SELECT la_define_audience($2, $1::jsonb)'];
+               out text[] := '{}'; st text; msg text; c text;
+             BEGIN
+               FOREACH c IN ARRAY calls LOOP
+                 BEGIN
+                   EXECUTE c USING def, key;
+                   out := out || 'ok'::text;
+                 EXCEPTION WHEN others THEN
+                   GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+                   out := out || (st || ' ' || msg);
+                 END;
+               END LOOP;
+               RETURN out;
+             END $$;",
+        )
+        .unwrap();
+        let pets = Spi::get_one::<i64>("SELECT count(*) FROM pets").unwrap();
+        for (i, seed) in seeds().iter().enumerate() {
+            let problems = Spi::get_one_with_args::<JsonB>(
+                "SELECT la_validate_audience($1)",
+                &[JsonB(seed.clone()).into()],
+            )
+            .unwrap()
+            .unwrap()
+            .0;
+            assert_eq!(problems, json!([]), "seed {i} is not valid: {seed}");
+        }
+        let defs = corpus(400);
+        assert!(defs.len() > 3000, "only {} definitions", defs.len());
+        let mut defined = 0i64;
+        let mut by_state = std::collections::BTreeMap::<String, usize>::new();
+        for (i, def) in defs.iter().enumerate() {
+            let results = Spi::get_one_with_args::<Vec<String>>(
+                "SELECT la_fuzz_try($1, $2)",
+                &[
+                    serde_json::to_string(def).unwrap().into(),
+                    format!("fuzz_{i}").into(),
+                ],
+            )
+            .unwrap()
+            .unwrap();
+            for r in &results {
+                let (state, msg) = r.split_once(' ').unwrap_or((r.as_str(), ""));
+                *by_state.entry(state.to_string()).or_default() += 1;
+                match state {
+                    "ok" => {}
+                    // jsonb input refusing a NUL character: Postgres' own message.
+                    "22P05" => {}
+                    "22023" | "42P01" | "42703" | "42704" => assert!(
+                        msg.starts_with('$'),
+                        "definition {i}: error without its JSON path first: {r}: {def}"
+                    ),
+                    _ => panic!("definition {i}: unexpected error {r}: {def}"),
+                }
+            }
+            if results[3] == "ok" {
+                defined += 1;
+            }
+        }
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM la_fuzz_pwned").unwrap(),
+            Some(0),
+            "an injected statement ran"
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM pets").unwrap(),
+            pets
+        );
+        // Exactly the successful definitions are stored, one version each, all valid.
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM linked_audiences.audience WHERE key LIKE 'fuzz%'"
+            )
+            .unwrap(),
+            Some(defined)
+        );
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM linked_audiences.audience_version v
+                 JOIN linked_audiences.audience a ON a.id = v.audience_id WHERE a.key LIKE 'fuzz%'"
+            )
+            .unwrap(),
+            Some(defined)
+        );
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM linked_audiences.audiences
+                 WHERE la_validate_audience(definition) <> '[]'::jsonb"
+            )
+            .unwrap(),
+            Some(0)
+        );
+        assert!(
+            defined > 100,
+            "only {defined} definitions were valid: {by_state:?}"
+        );
+        // A sample of them computes.
+        let computed = Spi::get_one::<String>(
+            "SELECT count(*) FILTER (WHERE r ? 'members') || ' computed, '
+                    || count(*) FILTER (WHERE r ->> 'status' = 'failed') || ' failed'
+             FROM (SELECT la_compute_audience(key) AS r FROM linked_audiences.audiences
+                   WHERE key LIKE 'fuzz%' AND id % 20 = 0) c",
+        )
+        .unwrap()
+        .unwrap();
+        let sample = (defined / 20).max(1);
+        assert!(
+            computed.ends_with(" computed, 0 failed") && !computed.starts_with("0 "),
+            "{computed} (of about {sample})"
+        );
+        pgrx::info!(
+            "hostile corpus: {} definitions, {defined} defined, outcomes {by_state:?}",
+            defs.len()
+        );
+    }
 }

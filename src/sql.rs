@@ -1,9 +1,9 @@
 //! Small SPI helpers shared by the SQL edges.
 
 use crate::error::{Kind, Problem, Result};
+use crate::json::Doc;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::JsonB;
 use serde_json::Value;
 
 /// An internal error: a bug or a broken invariant, never bad input.
@@ -24,9 +24,11 @@ pub fn jsonb_row(sql: &str, args: &[DatumWithOid<'_>]) -> Result<Option<Value>> 
         if table.is_empty() {
             return Ok(None);
         }
-        Ok(table.first().get_one::<JsonB>()?.map(|j| j.0))
+        table.first().get_one::<Doc>()
     })
-    .map_err(|e: pgrx::spi::Error| internal(e))
+    .map_err(|e: pgrx::spi::Error| internal(e))?
+    .map(|d| d.json("the result"))
+    .transpose()
 }
 
 /// Like `jsonb_row`, for a statement that writes (INSERT ... RETURNING).
@@ -36,7 +38,9 @@ pub fn jsonb_write(sql: &str, args: &[DatumWithOid<'_>]) -> Result<Option<Value>
         if table.is_empty() {
             return Ok(None);
         }
-        Ok(table.first().get_one::<JsonB>()?.map(|j| j.0))
+        table.first().get_one::<Doc>()
     })
-    .map_err(|e: pgrx::spi::Error| internal(e))
+    .map_err(|e: pgrx::spi::Error| internal(e))?
+    .map(|d| d.json("the result"))
+    .transpose()
 }

@@ -3,6 +3,7 @@
 use super::{is_entity_event, EVENTS, PRESETS};
 use crate::audience::spi::{compile_checked, load_env, require};
 use crate::error::{Kind, Problem, Result};
+use crate::json::Doc;
 use crate::json::{obj, type_name, Problems};
 use crate::names::{hint_for, is_valid_slug};
 use crate::sql::{internal, jsonb_row, jsonb_write};
@@ -16,7 +17,8 @@ use serde_json::Value;
 /// keys are kept for the connector (a webhook's `url`, an API endpoint...).
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn la_create_destination(key: &str, preset: &str, settings: default!(JsonB, "'{}'")) -> JsonB {
+fn la_create_destination(key: &str, preset: &str, settings: default!(Doc, "'{}'")) -> JsonB {
+    let settings = settings.or_raise("settings");
     if !is_valid_slug(key) {
         raise(
             &Problem::invalid("key", format!("invalid destination key \"{key}\""))
@@ -30,8 +32,8 @@ fn la_create_destination(key: &str, preset: &str, settings: default!(JsonB, "'{}
         );
     }
     let mut out = Problems::default();
-    if let Some(o) = obj(&settings.0, "settings", &mut out) {
-        if let Some(v) = o.has("max_attempts").then(|| &settings.0["max_attempts"]) {
+    if let Some(o) = obj(&settings, "settings", &mut out) {
+        if let Some(v) = o.has("max_attempts").then(|| &settings["max_attempts"]) {
             if !v.as_i64().is_some_and(|n| (1..=1000).contains(&n)) {
                 out.push(Problem::invalid(
                     "settings.max_attempts",
@@ -47,7 +49,7 @@ fn la_create_destination(key: &str, preset: &str, settings: default!(JsonB, "'{}
         "INSERT INTO linked_audiences.destination AS d (key, preset, settings) VALUES ($1, $2, $3)
          ON CONFLICT (key) DO UPDATE SET preset = excluded.preset, settings = excluded.settings
          RETURNING pg_catalog.jsonb_build_object('key', d.key, 'id', d.id, 'preset', d.preset)",
-        &[key.into(), preset.into(), settings.into()],
+        &[key.into(), preset.into(), JsonB(settings).into()],
     ));
     JsonB(row.unwrap_or(Value::Null))
 }
@@ -183,7 +185,7 @@ fn la_activate(
     destination: &str,
     event: &str,
     entity: default!(Option<String>, "NULL"),
-    properties: default!(JsonB, "'{}'"),
+    properties: default!(Doc, "'{}'"),
     event_name: default!(Option<String>, "NULL"),
     enabled: default!(bool, true),
 ) -> i64 {
@@ -264,7 +266,8 @@ fn la_activate(
         ),
         _ => {}
     }
-    let problems = check_properties(&properties.0, &env, &named);
+    let properties = properties.or_raise("properties");
+    let problems = check_properties(&properties, &env, &named);
     if !problems.is_empty() {
         raise_all(&problems);
     }
@@ -277,7 +280,7 @@ fn la_activate(
             dest_id.into(),
             event.into(),
             entity.into(),
-            properties.into(),
+            JsonB(properties).into(),
             event_name.into(),
             enabled.into(),
         ],
@@ -314,10 +317,10 @@ fn la_set_activation_enabled(id: i64, enabled: bool) -> bool {
     sql = "CREATE FUNCTION linked_audiences.finish_event(preset text, payload jsonb, max_bytes integer) \
            RETURNS jsonb IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
-fn finish_event(preset: &str, payload: JsonB, max_bytes: i32) -> JsonB {
+fn finish_event(preset: &str, payload: Doc, max_bytes: i32) -> JsonB {
     JsonB(super::payload::finish(
         preset,
-        payload.0,
+        payload.or_raise("payload"),
         max_bytes.max(1024) as usize,
     ))
 }

@@ -4,6 +4,7 @@ use super::spi::{args, compile_checked, load_env, lock_audiences, require, Env};
 use crate::compile::sql::{inline, ParamValue};
 use crate::compile::Compiled;
 use crate::error::{problems_json, Kind, Problem, Result};
+use crate::json::Doc;
 use crate::names::is_valid_slug;
 use crate::sql::{internal, jsonb_row, jsonb_write};
 use crate::{ok_or_raise, raise, raise_all};
@@ -32,15 +33,16 @@ fn check_key(key: &str) -> Result<()> {
 #[search_path(pg_catalog, pg_temp)]
 fn la_define_audience(
     key: &str,
-    definition: JsonB,
+    definition: Doc,
     name: default!(Option<String>, "NULL"),
     description: default!(Option<String>, "NULL"),
     enabled: default!(bool, true),
 ) -> JsonB {
     ok_or_raise(check_key(key));
+    let definition = definition.or_raise("definition");
     ok_or_raise(lock_audiences());
     let env = ok_or_raise(load_env());
-    let compiled = compiled_or_raise(&env, &definition.0, Some(key));
+    let compiled = compiled_or_raise(&env, &definition, Some(key));
     let stored = jsonb_write(
         "WITH a AS (
              INSERT INTO linked_audiences.audience AS a
@@ -65,7 +67,7 @@ fn la_define_audience(
             name.into(),
             description.into(),
             enabled.into(),
-            definition.into(),
+            JsonB(definition).into(),
             compiled.depends_on.clone().into(),
             compiled.relationships.clone().into(),
         ],
@@ -76,10 +78,10 @@ fn la_define_audience(
 /// The problems of a definition as data: `[]` when it is valid.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn la_validate_audience(definition: JsonB) -> JsonB {
-    let problems = match load_env() {
-        Err(p) => vec![p],
-        Ok(env) => compile_checked(&env, &definition.0, None)
+fn la_validate_audience(definition: Doc) -> JsonB {
+    let problems = match (definition.json("definition"), load_env()) {
+        (Err(p), _) | (_, Err(p)) => vec![p],
+        (Ok(definition), Ok(env)) => compile_checked(&env, &definition, None)
             .err()
             .unwrap_or_default(),
     };
@@ -107,9 +109,10 @@ fn preview(compiled: &Compiled, sample: i32) -> Result<Value> {
 /// Counts an audience and shows a sample of its members, without storing anything.
 #[pg_extern(name = "la_preview_audience", volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn la_preview_audience_definition(definition: JsonB, sample: default!(i32, 10)) -> JsonB {
+fn la_preview_audience_definition(definition: Doc, sample: default!(i32, 10)) -> JsonB {
+    let definition = definition.or_raise("definition");
     let env = ok_or_raise(load_env());
-    let compiled = compiled_or_raise(&env, &definition.0, None);
+    let compiled = compiled_or_raise(&env, &definition, None);
     JsonB(ok_or_raise(preview(&compiled, sample)))
 }
 
@@ -136,9 +139,10 @@ fn la_preview_audience_key(key: &str, sample: default!(i32, 10)) -> JsonB {
 /// The compiled SQL of a definition, with its values inlined as quoted literals.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn la_audience_sql(definition: JsonB) -> String {
+fn la_audience_sql(definition: Doc) -> String {
+    let definition = definition.or_raise("definition");
     let env = ok_or_raise(load_env());
-    let compiled = compiled_or_raise(&env, &definition.0, None);
+    let compiled = compiled_or_raise(&env, &definition, None);
     inline(&compiled.members_sql(), &compiled.params)
 }
 

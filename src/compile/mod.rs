@@ -1627,5 +1627,7 @@ fn grouped(
     )
 }
 
+#[cfg(any(test, feature = "pg_test"))]
+pub mod corpus;
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@ use super::{entity_diff_sql, entity_pairs_sql, membership_diff_sql, MEMBERS_TABL
 use crate::audience::spi::{args, compile_checked, load_env, require};
 use crate::compile::sql::inline;
 use crate::compile::sql::ParamValue;
+use crate::json::Doc;
 use crate::sql::{internal, jsonb_row, jsonb_write};
 use crate::{ok_or_raise, raise_all};
 use pgrx::prelude::*;
@@ -202,12 +203,13 @@ fn refresh_stats_if_big(table: &str, changed: i64, base: i64) {
     sql = "CREATE FUNCTION linked_audiences.bench_compile(definition jsonb, iterations integer) RETURNS double precision \
            STRICT VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
-fn bench_compile(definition: JsonB, iterations: i32) -> f64 {
+fn bench_compile(definition: Doc, iterations: i32) -> f64 {
+    let definition = definition.or_raise("definition");
     let env = ok_or_raise(load_env());
     let n = iterations.clamp(1, 1_000_000);
     let started = std::time::Instant::now();
     for _ in 0..n {
-        let compiled = crate::compile::compile(&env.ctx(), &definition.0, None)
+        let compiled = crate::compile::compile(&env.ctx(), &definition, None)
             .unwrap_or_else(|ps| raise_all(&ps));
         std::hint::black_box(compiled);
     }

@@ -7,6 +7,7 @@ use super::model::{
 use super::validate::{validate, Report};
 use super::{edit, spi, summary, to_dot};
 use crate::error::{problems_json, Problem, Result};
+use crate::json::Doc;
 use crate::{max_depth, raise, raise_all};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -91,8 +92,8 @@ fn parsed<T>(r: std::result::Result<T, Vec<Problem>>) -> T {
 /// Replaces the stored Data Graph with `graph`, atomically, after validating it.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn la_define_data_graph(graph: JsonB) -> JsonB {
-    let g = parsed(parse(&graph.0));
+fn la_define_data_graph(graph: Doc) -> JsonB {
+    let g = parsed(parse(&graph.or_raise("graph")));
     change(|stored| {
         *stored = g;
         Ok(())
@@ -102,8 +103,12 @@ fn la_define_data_graph(graph: JsonB) -> JsonB {
 /// The problems of a graph as data: `[]` when it is valid. Nothing is stored.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn la_validate_data_graph(graph: JsonB) -> JsonB {
-    let problems = match parse(&graph.0) {
+fn la_validate_data_graph(graph: Doc) -> JsonB {
+    let problems = match graph
+        .json("graph")
+        .map_err(|p| vec![p])
+        .and_then(|g| parse(&g))
+    {
         Err(ps) => ps,
         Ok(g) => match check(&g) {
             Ok((_, report)) => report.problems,
@@ -207,15 +212,16 @@ fn la_register_relationship(
     related_entity: String,
     parent: Option<String>,
     join_on: Option<String>,
-    trait_join: Option<JsonB>,
-    external_id: Option<JsonB>,
-    junction_table: Option<JsonB>,
+    trait_join: Option<Doc>,
+    external_id: Option<Doc>,
+    junction_table: Option<Doc>,
     name: Option<String>,
 ) -> JsonB {
     let doc = json!({
         "slug": slug, "related_entity": related_entity, "name": name, "join_on": join_on,
-        "trait": trait_join.map(|j| j.0), "external_id": external_id.map(|j| j.0),
-        "junction_table": junction_table.map(|j| j.0),
+        "trait": trait_join.map(|j| j.or_raise("trait")),
+        "external_id": external_id.map(|j| j.or_raise("external_id")),
+        "junction_table": junction_table.map(|j| j.or_raise("junction_table")),
     });
     let rel = parsed(parse_part(parse_relationship, &doc, "$"));
     change(|g| edit::upsert_relationship(g, parent.as_deref(), rel))
