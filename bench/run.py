@@ -125,6 +125,7 @@ def main():
     ap.add_argument("--dir", default="/tmp/la-bench")
     ap.add_argument("--port", type=int, default=54333)
     ap.add_argument("--out", default=None, help="also write the table to this file")
+    ap.add_argument("--load-only", action="store_true", help="generate the warehouse and stop")
     a = ap.parse_args()
 
     if not a.no_build:
@@ -152,6 +153,8 @@ def main():
                     "(SELECT count(*) FROM profiles), (SELECT count(*) FROM pets), (SELECT count(*) FROM accounts), "
                     "(SELECT count(*) FROM credit_cards), (SELECT count(*) FROM transactions), (SELECT count(*) FROM events))")
     print("   " + counts, flush=True)
+    if a.load_only:
+        return 0
 
     graph = open(os.path.join(ROOT, "demo/graph.json")).read()
     pg.psql("DROP EXTENSION IF EXISTS linked_audiences CASCADE", "CREATE EXTENSION linked_audiences",

@@ -272,6 +272,43 @@ struct Chain<'a> {
     /// (a junction, an external id, or a join on a parent column that is not unique):
     /// counts must then be of distinct rows.
     may_repeat: bool,
+    /// The same path without its first row, when a foreign key makes that row a pure
+    /// pass-through (see `passes_through`): usable when nothing refers to `dropped`.
+    short: Option<Short>,
+}
+
+/// A chain's `from` and `anchor` with its first row left out.
+struct Short {
+    from: String,
+    anchor: String,
+    dropped: String,
+}
+
+/// Whether a row R joined as `P.pa = R.rk` and joined on as `C.cb = R.rk` (the same key)
+/// can be left out, `C.cb = P.pa` standing for both joins, without changing any result:
+/// a validated foreign key (C.cb or P.pa referencing R.rk, which is then unique) makes
+/// R's row exist whenever the direct comparison holds, and R.rk being unique keeps
+/// repetitions as they were. The three columns have the same type (or are all
+/// integers), so comparing them directly means what comparing through R did.
+fn passes_through(p: &Table, pa: &str, r: &Table, rk: &str, c: &Table, cb: &str) -> bool {
+    let (Some(a), Some(k), Some(b)) = (p.column(pa), r.column(rk), c.column(cb)) else {
+        return false;
+    };
+    const INTEGERS: [u32; 3] = [20, 21, 23];
+    let same_type = (a.type_oid == k.type_oid && k.type_oid == b.type_oid)
+        || [a, k, b].iter().all(|x| INTEGERS.contains(&x.type_oid));
+    same_type && r.unique_on(&[rk]) && (c.references(cb, r, rk) || p.references(pa, r, rk))
+}
+
+/// Whether SQL text refers to a table alias (`alias.` not preceded by a name character).
+fn mentions(sql: &str, alias: &str) -> bool {
+    let needle = format!("{alias}.");
+    sql.match_indices(&needle).any(|(i, _)| {
+        !sql[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '"')
+    })
 }
 
 /// How a column's values compare.
@@ -529,6 +566,9 @@ impl<'a> Compiler<'a> {
         let mut rows: Vec<Row<'a>> = Vec::new();
         let (mut anchor, mut outer) = (String::new(), String::new());
         let mut may_repeat = false;
+        let mut short: Option<Short> = None;
+        // The first hop's join columns, when it is a direct join: (parent's, its own).
+        let mut first_direct: Option<(String, String)> = None;
         let internal = |what: String| {
             Problem::new(
                 Kind::Internal,
@@ -587,6 +627,7 @@ impl<'a> Compiler<'a> {
                     .unwrap_or(false),
                 ResolvedJoin::Junction { .. } => true,
             };
+            let mut through: Option<bool> = None;
             let (a, o) = match join {
                 ResolvedJoin::Direct {
                     parent_column,
@@ -595,6 +636,21 @@ impl<'a> Compiler<'a> {
                     let pc = col(parent.table, &parent_column)?;
                     let cc = col(table, &child_column)?;
                     piece.push_str(&format!("{} {alias}", table.quoted));
+                    if i == 0 {
+                        first_direct = Some((parent_column.clone(), child_column.clone()));
+                    } else if i == 1 {
+                        through = Some(first_direct.as_ref().is_some_and(|(pa, rk)| {
+                            *rk == parent_column
+                                && passes_through(
+                                    scope.last().map(|r| r.table).unwrap_or(parent.table),
+                                    pa,
+                                    parent.table,
+                                    rk,
+                                    table,
+                                    &child_column,
+                                )
+                        }));
+                    }
                     (format!("{alias}.{cc}"), format!("{}.{pc}", parent.alias))
                 }
                 ResolvedJoin::ExternalId {
@@ -652,6 +708,18 @@ impl<'a> Compiler<'a> {
                 outer = o;
                 conds.extend(on);
             } else {
+                if through == Some(true) && !colocated {
+                    short = Some(Short {
+                        from: piece.clone(),
+                        anchor: a.clone(),
+                        dropped: rows[0].alias.clone(),
+                    });
+                } else if let Some(s) = short.as_mut() {
+                    let mut on = on.clone();
+                    on.insert(0, format!("{a} = {o}"));
+                    s.from
+                        .push_str(&format!(" JOIN {piece} ON {}", on.join(" AND ")));
+                }
                 on.insert(0, format!("{a} = {o}"));
                 from.push_str(&format!(" JOIN {piece} ON {}", on.join(" AND ")));
             }
@@ -669,6 +737,7 @@ impl<'a> Compiler<'a> {
             outer,
             rows,
             may_repeat,
+            short,
         })
     }
 
@@ -743,13 +812,20 @@ impl<'a> Compiler<'a> {
                 .extend(row_conds[where_only.len()..].iter().cloned());
             self.entity_selects.push(full);
         }
+        // The path without its pass-through first row, unless a condition refers to it.
+        let (path_from, path_anchor) = match &chain.short {
+            Some(s) if !row_conds.iter().any(|c| mentions(c, &s.dropped)) => {
+                (s.from.clone(), s.anchor.clone())
+            }
+            _ => (chain.from.clone(), chain.anchor.clone()),
+        };
         let count = n.count.or(if n.aggregate.is_none() {
             Some(Count::AtLeast(1))
         } else {
             None
         });
         if count == Some(Count::AtLeast(1)) && n.aggregate.is_none() {
-            return exists(&chain.from, &chain.anchor, &chain.outer, &row_conds);
+            return exists(&path_from, &path_anchor, &chain.outer, &row_conds);
         }
         // An aggregate over rows that can repeat runs over each (key, row) once: the
         // rows are made distinct first, then counted as they come.
@@ -773,17 +849,17 @@ impl<'a> Compiler<'a> {
             (
                 format!(
                     "(SELECT DISTINCT ON (1, 2) {anchor} AS k, {t}.{pk} AS row_key, {t}.{col} AS v FROM {from}{where_sql}) {d}",
-                    anchor = chain.anchor,
+                    anchor = path_anchor,
                     t = target.alias,
                     pk = select.target_pk,
                     col = agg_column.clone().unwrap_or_default(),
-                    from = chain.from,
+                    from = path_from,
                 ),
                 format!("{d}.k"),
                 Vec::new(),
             )
         } else {
-            (chain.from.clone(), chain.anchor.clone(), row_conds.clone())
+            (path_from, path_anchor, row_conds.clone())
         };
         let mut having = Vec::new();
         let mut empty_holds = true;

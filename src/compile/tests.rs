@@ -144,6 +144,67 @@ fn relationships_compile_to_semi_joins() {
     );
 }
 
+/// A foreign key from pets to households makes the household row a pass-through: the
+/// pets join the profile directly, unless a condition refers to the household.
+#[test]
+fn pass_through_rows_are_left_out_when_a_foreign_key_allows() {
+    use crate::graph::catalog::{ForeignKey, Lookup};
+    let graph = parse_graph(&demo_graph_json()).unwrap();
+    let mut cat = demo_catalog();
+    let compile_with = |cat: &crate::graph::catalog::Catalog, def: Value| {
+        let audiences = BTreeMap::new();
+        let ctx = Ctx {
+            graph: &graph,
+            cat,
+            audiences: &audiences,
+        };
+        compile(&ctx, &def, None).unwrap_or_else(|e| panic!("{e:#?}"))
+    };
+    let cats = json!({"relationship": "pets", "where": {"column": "type", "op": "equals", "value": "cat"}});
+    // Without a foreign key the household stays: a pet may name a household that does not exist.
+    assert!(compile_with(&cat, cats.clone())
+        .condition
+        .contains("public.households"));
+    if let Some(Lookup::Found(pets)) = cat.tables.get_mut("public.pets") {
+        pets.foreign_keys.push(ForeignKey {
+            column: "household_id".into(),
+            ref_schema: "public".into(),
+            ref_table: "households".into(),
+            ref_column: "id".into(),
+        });
+    }
+    let c = compile_with(&cat, cats);
+    assert_eq!(
+        c.condition,
+        "EXISTS (SELECT 1 FROM public.pets r2 WHERE r2.household_id = p.household_id AND (r2.type = $1))"
+    );
+    // Entity selects keep the whole path (they name the household's rows too).
+    assert_eq!(
+        c.entity_selects[0].where_sql(),
+        "r1.id = p.household_id AND (r2.type = $1)"
+    );
+    // Counts stay exact: the household's key is unique.
+    let c = compile_with(
+        &cat,
+        json!({"relationship": "pets", "count": {"at_least": 2}}),
+    );
+    assert!(
+        !c.condition.contains("households") && c.condition.contains("count(*)"),
+        "{}",
+        c.condition
+    );
+    // A condition that refers to the household keeps it.
+    let c = compile_with(
+        &cat,
+        json!({"relationship": "pets", "where": {"column": "name", "op": "equals", "value": {"ref": "household.name"}}}),
+    );
+    assert!(
+        c.condition.contains("public.households r1"),
+        "{}",
+        c.condition
+    );
+}
+
 #[test]
 fn counts_group_and_having() {
     // Owly Card holders with more than five transactions on that card.

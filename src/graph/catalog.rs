@@ -33,6 +33,19 @@ pub struct Table {
     /// The key columns of every unique index without a predicate.
     #[serde(default)]
     pub unique_sets: Vec<Vec<String>>,
+    /// Validated, not deferrable one-column foreign keys.
+    #[serde(default)]
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+/// `column REFERENCES ref_schema.ref_table (ref_column)`: every non-null value of
+/// `column` is a value of `ref_column`, at every statement.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ForeignKey {
+    pub column: String,
+    pub ref_schema: String,
+    pub ref_table: String,
+    pub ref_column: String,
 }
 
 impl Table {
@@ -45,6 +58,17 @@ impl Table {
 }
 
 impl Table {
+    /// Whether a foreign key guarantees that each non-null `column` value is a value of
+    /// `target.target_column`.
+    pub fn references(&self, column: &str, target: &Table, target_column: &str) -> bool {
+        self.foreign_keys.iter().any(|k| {
+            k.column == column
+                && k.ref_schema == target.schema
+                && k.ref_table == target.name
+                && k.ref_column == target_column
+        })
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -197,6 +221,7 @@ pub mod tests {
                     .map(|c| vec![c.to_string()])
                     .collect()
             },
+            foreign_keys: Vec::new(),
         }
     }
 

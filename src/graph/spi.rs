@@ -9,7 +9,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-/// The tables named by `$1` (schemas; '' for an unqualified name) and `$2` (names), with their columns, privileges and indexed columns, as a JSON array in
+/// The tables named by `$1` (schemas; '' for an unqualified name) and `$2` (names), with their columns, privileges, indexes and foreign keys, as a JSON array in
 /// the same order (null where there is no such table). One query for the whole graph.
 const TABLES_SQL: &str = r#"
 SELECT coalesce(pg_catalog.jsonb_agg((
@@ -46,7 +46,18 @@ SELECT coalesce(pg_catalog.jsonb_agg((
                 FROM pg_catalog.unnest((i.indkey::pg_catalog.int2[])[0:i.indnkeyatts - 1]) AS k(n)
                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n)), '[]')
             FROM pg_catalog.pg_index i
-            WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL))
+            WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL),
+        'foreign_keys', (
+            SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                       'column', a.attname, 'ref_schema', rn.nspname, 'ref_table', rc.relname,
+                       'ref_column', ra.attname)), '[]')
+            FROM pg_catalog.pg_constraint k
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+            JOIN pg_catalog.pg_class rc ON rc.oid = k.confrelid
+            JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
+            JOIN pg_catalog.pg_attribute ra ON ra.attrelid = k.confrelid AND ra.attnum = k.confkey[1]
+            WHERE k.conrelid = c.oid AND k.contype = 'f' AND k.convalidated AND NOT k.condeferrable
+              AND pg_catalog.array_length(k.conkey, 1) = 1))
     FROM pg_catalog.pg_class c
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')

@@ -58,7 +58,16 @@ SELECT key, version, enabled, depends_on FROM linked_audiences.audiences ORDER B
 SELECT jsonb_pretty(la_preview_audience('cat_owners', 1) - 'sql');
 SELECT la_preview_audience('owly_power_users') -> 'count' AS owly_count,
        jsonb_path_query_array(la_preview_audience('owly_power_users'), '$.sample[*].entities.credit_cards[*].id') AS matched_cards;
+-- The compiled SQL. pets.household_id and profiles.household_id REFERENCE households,
+-- so the household row is a pass-through and the pets join the profile directly;
+-- without either foreign key (a pet and its owner could name a household that does not
+-- exist) the household join stays.
 SELECT la_audience_sql('{"relationship": "pets", "where": {"column": "type", "op": "equals", "value": "cat"}}');
+ALTER TABLE pets DROP CONSTRAINT pets_household_id_fkey;
+ALTER TABLE profiles DROP CONSTRAINT profiles_household_id_fkey;
+SELECT la_audience_sql('{"relationship": "pets", "where": {"column": "type", "op": "equals", "value": "cat"}}');
+ALTER TABLE pets ADD FOREIGN KEY (household_id) REFERENCES households;
+ALTER TABLE profiles ADD FOREIGN KEY (household_id) REFERENCES households;
 
 -- Profile traits; not_equals, not_in and not_contains are true for NULL.
 SELECT pg_temp.members('{"trait": "plan", "op": "equals", "value": "premium"}');
