@@ -114,14 +114,17 @@ CREATE TABLE linked_audiences.runs (
     error            text
 );
 CREATE INDEX ON linked_audiences.runs (audience_id, id);
+-- The high-volume tables below carry no foreign keys: a key is checked row by row, which
+-- cost a first compute more than writing its rows. Only the extension's functions write
+-- them; la_drop_audience and la_outbox_prune delete what a cascade would have.
 CREATE TABLE linked_audiences.audience_members (
-    audience_id bigint NOT NULL REFERENCES linked_audiences.audience ON DELETE CASCADE,
+    audience_id bigint NOT NULL,
     profile_id  text NOT NULL,
     entered_at  timestamptz NOT NULL,
     PRIMARY KEY (audience_id, profile_id)
 );
 CREATE TABLE linked_audiences.audience_entities (
-    audience_id  bigint NOT NULL REFERENCES linked_audiences.audience ON DELETE CASCADE,
+    audience_id  bigint NOT NULL,
     relationship text NOT NULL,
     profile_id   text NOT NULL,
     entity_id    text NOT NULL,
@@ -129,7 +132,7 @@ CREATE TABLE linked_audiences.audience_entities (
     PRIMARY KEY (audience_id, relationship, profile_id, entity_id)
 );
 CREATE TABLE linked_audiences.membership_changes (
-    run_id       bigint NOT NULL REFERENCES linked_audiences.runs ON DELETE CASCADE,
+    run_id       bigint NOT NULL,
     audience_id  bigint NOT NULL,
     profile_id   text NOT NULL,
     relationship text,
@@ -184,7 +187,7 @@ $$;
 CREATE TRIGGER outbox_is_insert_only BEFORE UPDATE ON linked_audiences.outbox
     FOR EACH ROW EXECUTE FUNCTION linked_audiences.outbox_is_insert_only();
 CREATE TABLE linked_audiences.outbox_state (
-    id          uuid PRIMARY KEY REFERENCES linked_audiences.outbox ON DELETE CASCADE,
+    id          uuid PRIMARY KEY,
     destination text NOT NULL,
     aggregateid text NOT NULL,
     seq         bigint NOT NULL,

@@ -225,12 +225,14 @@ $$;
 -- Deletes acknowledged rows acknowledged longer ago than older_than; returns how many.
 CREATE FUNCTION @extschema@.la_outbox_prune(older_than interval) RETURNS bigint
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-    WITH d AS (
-        DELETE FROM linked_audiences.outbox o
-        USING linked_audiences.outbox_state s
-        WHERE s.id = o.id AND s.status = 'acked' AND s.acked_at < clock_timestamp() - older_than
+    WITH s AS (
+        DELETE FROM linked_audiences.outbox_state s
+        WHERE s.status = 'acked' AND s.acked_at < clock_timestamp() - older_than
+        RETURNING s.id),
+    o AS (
+        DELETE FROM linked_audiences.outbox o USING s WHERE o.id = s.id
         RETURNING 1)
-    SELECT count(*) FROM d;
+    SELECT count(*) FROM o;
 $$;
 
 -- Grants a role what one level of use needs (SPEC section 6). Functions run as their

@@ -29,3 +29,22 @@ ALTER FUNCTION @extschema@.la_validate_data_graph(jsonb) SET search_path = pg_ca
 ALTER FUNCTION linked_audiences.bench_compile(jsonb,integer) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION linked_audiences.compute_audience(text) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION linked_audiences.finish_event(text,jsonb,integer) SET search_path = pg_catalog, pg_temp;
+
+-- The high-volume tables carry no foreign keys: checked row by row, they cost a first
+-- compute more than writing its rows. la_drop_audience and la_outbox_prune delete what
+-- the cascades did.
+ALTER TABLE linked_audiences.audience_members DROP CONSTRAINT audience_members_audience_id_fkey;
+ALTER TABLE linked_audiences.audience_entities DROP CONSTRAINT audience_entities_audience_id_fkey;
+ALTER TABLE linked_audiences.membership_changes DROP CONSTRAINT membership_changes_run_id_fkey;
+ALTER TABLE linked_audiences.outbox_state DROP CONSTRAINT outbox_state_id_fkey;
+CREATE OR REPLACE FUNCTION @extschema@.la_outbox_prune(older_than interval) RETURNS bigint
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    WITH s AS (
+        DELETE FROM linked_audiences.outbox_state s
+        WHERE s.status = 'acked' AND s.acked_at < clock_timestamp() - older_than
+        RETURNING s.id),
+    o AS (
+        DELETE FROM linked_audiences.outbox o USING s WHERE o.id = s.id
+        RETURNING 1)
+    SELECT count(*) FROM o;
+$$;

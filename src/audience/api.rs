@@ -201,12 +201,16 @@ fn la_drop_audience(key: &str) -> bool {
             .with_hint("Delete those activations first (DELETE FROM linked_audiences.activation WHERE id = ...)."),
         );
     }
-    // Its pg_cron job, then its state (members, entities, runs, history: ON DELETE CASCADE).
+    // Its pg_cron job, then its state: members, entities and history, then the audience
+    // (its versions and runs follow by ON DELETE CASCADE).
     ok_or_raise(
         pgrx::spi::Spi::run_with_args("SELECT linked_audiences.drop_job($1)", &[key.into()])
             .and_then(|_| {
                 pgrx::spi::Spi::run_with_args(
-                    "DELETE FROM linked_audiences.audience WHERE id = $1",
+                    "WITH m AS (DELETE FROM linked_audiences.audience_members WHERE audience_id = $1),
+                          e AS (DELETE FROM linked_audiences.audience_entities WHERE audience_id = $1),
+                          c AS (DELETE FROM linked_audiences.membership_changes WHERE audience_id = $1)
+                     DELETE FROM linked_audiences.audience WHERE id = $1",
                     &[stored.id.into()],
                 )
             })

@@ -117,6 +117,12 @@ SELECT la_drop_audience('owly_power_users');
 DELETE FROM linked_audiences.activation WHERE audience_id = (SELECT id FROM linked_audiences.audiences WHERE key = 'owly_power_users');
 SELECT la_drop_audience('owly_power_users');
 SELECT jobname FROM cron.job ORDER BY jobname;
-SELECT count(*) AS leftover_runs FROM linked_audiences.runs r
-WHERE NOT EXISTS (SELECT 1 FROM linked_audiences.audience a WHERE a.id = r.audience_id);
+SELECT (SELECT count(*) FROM linked_audiences.runs r
+        WHERE NOT EXISTS (SELECT 1 FROM linked_audiences.audience a WHERE a.id = r.audience_id)) AS leftover_runs,
+       (SELECT count(*) FROM linked_audiences.audience_members m
+        WHERE NOT EXISTS (SELECT 1 FROM linked_audiences.audience a WHERE a.id = m.audience_id)) AS leftover_members,
+       (SELECT count(*) FROM linked_audiences.audience_entities e
+        WHERE NOT EXISTS (SELECT 1 FROM linked_audiences.audience a WHERE a.id = e.audience_id)) AS leftover_entities,
+       (SELECT count(*) FROM linked_audiences.membership_changes c
+        WHERE NOT EXISTS (SELECT 1 FROM linked_audiences.runs r WHERE r.id = c.run_id)) AS leftover_changes;
 DROP EXTENSION pg_cron;

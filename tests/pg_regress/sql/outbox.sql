@@ -120,6 +120,10 @@ SELECT la_outbox_read('nowhere');
 -- Pruning removes acknowledged rows only.
 SELECT la_outbox_prune('0 seconds') AS pruned;
 SELECT count(*) AS braze_rows_left FROM linked_audiences.outbox WHERE destination = 'braze';
+SELECT (SELECT count(*) FROM linked_audiences.outbox o
+        WHERE NOT EXISTS (SELECT 1 FROM linked_audiences.outbox_state s WHERE s.id = o.id)) AS rows_without_state,
+       (SELECT count(*) FROM linked_audiences.outbox_state s
+        WHERE NOT EXISTS (SELECT 1 FROM linked_audiences.outbox o WHERE o.id = s.id)) AS state_without_rows;
 -- The outbox is insert-only.
 UPDATE linked_audiences.outbox SET type = 'x' WHERE seq = (SELECT max(seq) FROM linked_audiences.outbox);
 
