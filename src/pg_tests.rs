@@ -556,4 +556,41 @@ mod tests {
             defs.len()
         );
     }
+
+    /// The outbox maps events that need no fitting in SQL: for every preset and event
+    /// shape, the SQL mapping gives what the Rust one (`map_event`) gives.
+    #[pg_test]
+    fn sql_mapping_is_map_event() {
+        use crate::activation::payload::{map_event, map_event_sql};
+        use crate::activation::PRESETS;
+        let (action, mapped) = map_event_sql("x.p", "x.preset");
+        let payloads = vec![
+            json!({"type": "track", "event": "Audience Entered", "userId": "u-1", "messageId": "m-1",
+                   "timestamp": "2026-11-28T12:00:00.000Z",
+                   "properties": {"audience_key": "cats", "cats": true, "pets": [{"id": 7, "__entity": "pets"}]},
+                   "context": {"personas": {"computation_class": "audience"}}}),
+            json!({"type": "identify", "userId": "u-2", "messageId": "m-2", "timestamp": "t",
+                   "traits": {"cats": false, "email": "é@example.com", "n": 1.25}}),
+            json!({"type": "track", "event": "Entity Added"}),
+            json!({"type": "identify", "userId": null, "traits": null}),
+            json!({"event": "no type", "properties": {}}),
+        ];
+        let sql = format!(
+            "SELECT pg_catalog.jsonb_build_object('action', {action}, 'mapped', {mapped})
+             FROM (SELECT $1::text AS preset, $2::jsonb AS p) x"
+        );
+        for preset in PRESETS {
+            for p in &payloads {
+                let (a, m) = map_event(preset, p);
+                let got = Spi::get_one_with_args::<JsonB>(
+                    &sql,
+                    &[preset.into(), JsonB(p.clone()).into()],
+                )
+                .unwrap()
+                .unwrap()
+                .0;
+                assert_eq!(got, json!({"action": a, "mapped": m}), "{preset}: {p}");
+            }
+        }
+    }
 }

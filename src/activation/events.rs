@@ -292,11 +292,20 @@ pub fn outbox_insert_sql(
         .iter()
         .map(|a| activation_events_sql(ctx, a))
         .collect();
+    // Events that may be over the size limit (their jsonb text is never shorter than
+    // the compact JSON the limit is about) are fitted and mapped in Rust; the others are
+    // mapped in SQL, to the same result.
+    let mapping = super::payload::map_event_sql("ev.payload", "ev.preset");
     format!(
         "WITH ch AS MATERIALIZED ({changes_sql}),
 ev AS ({events}),
 fin AS MATERIALIZED (
-    SELECT ev.*, linked_audiences.finish_event(ev.preset, ev.payload, {max}) AS f FROM ev),
+    SELECT ev.*,
+           CASE WHEN pg_catalog.octet_length(ev.payload::pg_catalog.text) > {max}
+                THEN linked_audiences.finish_event(ev.preset, ev.payload, {max})
+                ELSE pg_catalog.jsonb_build_object('payload', ev.payload, 'action', {action},
+                                                   'mapped', {mapped}, 'truncated', false) END AS f
+    FROM ev),
 ins AS (
     INSERT INTO linked_audiences.outbox
         (id, aggregatetype, aggregateid, type, payload, destination, audience, activation_id, action, mapped, run_id)
@@ -316,6 +325,8 @@ SELECT pg_catalog.jsonb_build_object(
     'notified', (SELECT pg_catalog.count(*) FROM note))",
         events = selects.join("\n    UNION ALL\n    "),
         max = super::payload::MAX_EVENT_BYTES,
+        action = mapping.0,
+        mapped = mapping.1,
         key = quote_literal(ctx.audience_key),
         run = ctx.run,
     )

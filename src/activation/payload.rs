@@ -43,6 +43,60 @@ pub fn map_event(preset: &str, payload: &Value) -> (String, Value) {
     }
 }
 
+/// `map_event` as SQL over a payload expression `p` and a preset expression: the
+/// `(action, mapped)` expressions. A compute maps every event that needs no fitting this
+/// way, in C, instead of a round trip through Rust per row; the `#[pg_test]`
+/// `sql_mapping_is_map_event` holds the two to the same results.
+pub fn map_event_sql(p: &str, preset: &str) -> (String, String) {
+    let identify = format!("{p} ->> 'type' = 'identify'");
+    let body = |k: &str| format!("coalesce({p} -> '{k}', '{{}}'::pg_catalog.jsonb)");
+    let either =
+        |when: &str, yes: String, no: String| format!("CASE WHEN {when} THEN {yes} ELSE {no} END");
+    let obj = |pairs: &[(&str, String)]| {
+        let args: Vec<String> = pairs.iter().map(|(k, v)| format!("'{k}', {v}")).collect();
+        format!("pg_catalog.jsonb_build_object({})", args.join(", "))
+    };
+    let f = |k: &str| format!("{p} -> '{k}'");
+    let action = format!(
+        "CASE {preset} WHEN 'braze' THEN {} WHEN 'iterable' THEN {} WHEN 'customerio' THEN {} \
+         WHEN 'webhook' THEN 'post' ELSE {} END",
+        either(
+            &identify,
+            "'updateUserProfile'".into(),
+            "'trackEvent'".into()
+        ),
+        either(&identify, "'updateUser'".into(), "'trackEvent'".into()),
+        either(
+            &identify,
+            "'createUpdatePerson'".into(),
+            "'trackEvent'".into()
+        ),
+        either(&identify, "'identify'".into(), "'track'".into()),
+    );
+    let mapped = format!(
+        "CASE {preset} WHEN 'braze' THEN {} WHEN 'iterable' THEN {} WHEN 'customerio' THEN {} ELSE {p} END",
+        either(
+            &identify,
+            obj(&[("external_id", f("userId")), ("custom_attributes", body("traits"))]),
+            obj(&[("external_id", f("userId")), ("name", f("event")), ("time", f("timestamp")),
+                  ("properties", body("properties"))]),
+        ),
+        either(
+            &identify,
+            obj(&[("userId", f("userId")), ("dataFields", body("traits"))]),
+            obj(&[("userId", f("userId")), ("eventName", f("event")), ("id", f("messageId")),
+                  ("dataFields", body("properties"))]),
+        ),
+        either(
+            &identify,
+            obj(&[("id", f("userId")), ("custom_attributes", body("traits"))]),
+            obj(&[("id", f("userId")), ("event_id", f("messageId")), ("name", f("event")),
+                  ("timestamp", f("timestamp")), ("data", body("properties"))]),
+        ),
+    );
+    (action, mapped)
+}
+
 fn size(v: &Value) -> usize {
     serde_json::to_string(v)
         .map(|s| s.len())
