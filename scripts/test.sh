@@ -56,6 +56,9 @@ total=$((total + 1))
 echo "== faults (tests/faults): terminate and SIGKILL mid-compute, restart before consumption"
 tests/faults/faults.sh "$dir" "$port" || { echo "faults: failed"; exit 1; }
 total=$((total + 1))
+echo "== four concurrent consumers (tests/concurrency)"
+tests/concurrency/four_consumers.sh "$dir" "$port" || { echo "four consumers: failed"; exit 1; }
+total=$((total + 1))
 echo "== benchmark smoke run (bench/run.py at scale 0.01)"
 smoke=/tmp/la-bench-smoke
 python3 bench/run.py 0.01 --runs 1 --no-build --dir "$smoke" --port 54334 > "$dir/bench-smoke.log" 2>&1 \
