@@ -13,14 +13,14 @@ use crate::compile::{Compiled, EntitySelect};
 /// The diff is a FULL JOIN of the new members with the stored ones, which Postgres runs
 /// only as a hash or merge join: its cost stays linear even when the stored members'
 /// statistics are stale (right after a first compute), where an anti-join could be
-/// planned as a nested loop over a CTE. Exits are deleted by ctid.
+/// planned as a nested loop over a CTE. The stored side is read from the primary key
+/// alone (an index-only scan once vacuumed); exits are deleted by key.
 pub fn membership_diff_sql(members: &str, audience: &str, run: &str) -> String {
     format!(
-        "WITH cur AS MATERIALIZED (SELECT profile_id FROM {members}),
-diff AS MATERIALIZED (
-    SELECT coalesce(c.profile_id, m.profile_id) AS profile_id, m.ctid AS old, c.profile_id IS NOT NULL AS member
-    FROM cur c
-    FULL JOIN (SELECT ctid, profile_id FROM linked_audiences.audience_members WHERE audience_id = {audience}) m
+        "WITH diff AS MATERIALIZED (
+    SELECT coalesce(c.profile_id, m.profile_id) AS profile_id, c.profile_id IS NOT NULL AS member
+    FROM {members} c
+    FULL JOIN (SELECT profile_id FROM linked_audiences.audience_members WHERE audience_id = {audience}) m
            ON m.profile_id = c.profile_id
     WHERE c.profile_id IS NULL OR m.profile_id IS NULL),
 ins AS (
@@ -28,9 +28,10 @@ ins AS (
     SELECT {audience}, profile_id, pg_catalog.now() FROM diff WHERE member
     RETURNING profile_id),
 del AS (
-    DELETE FROM linked_audiences.audience_members
-    WHERE ctid = ANY (ARRAY(SELECT old FROM diff WHERE NOT member))
-    RETURNING profile_id),
+    DELETE FROM linked_audiences.audience_members m
+    USING diff d
+    WHERE m.audience_id = {audience} AND m.profile_id = d.profile_id AND NOT d.member
+    RETURNING m.profile_id),
 log AS (
     INSERT INTO linked_audiences.membership_changes (run_id, audience_id, profile_id, change, at)
     SELECT {run}, {audience}, profile_id, 'entered', pg_catalog.now() FROM ins
@@ -38,7 +39,6 @@ log AS (
     SELECT {run}, {audience}, profile_id, 'exited', pg_catalog.now() FROM del
     RETURNING change)
 SELECT pg_catalog.jsonb_build_object(
-    'members', (SELECT pg_catalog.count(*) FROM cur),
     'entered', (SELECT pg_catalog.count(*) FROM log WHERE change = 'entered'),
     'exited', (SELECT pg_catalog.count(*) FROM log WHERE change = 'exited'))"
     )
@@ -75,11 +75,10 @@ pub fn entity_pairs_sql(c: &Compiled, selects: &[&EntitySelect], audience: &str)
 /// The statement that diffs the tracked entities of one relationship, the same way.
 pub fn entity_diff_sql(pairs: &str, audience: &str, run: &str, relationship: &str) -> String {
     format!(
-        "WITH cur AS MATERIALIZED (SELECT profile_id, entity_id FROM {pairs}),
-diff AS MATERIALIZED (
+        "WITH diff AS MATERIALIZED (
     SELECT coalesce(c.profile_id, e.profile_id) AS profile_id, coalesce(c.entity_id, e.entity_id) AS entity_id,
            e.ctid AS old, c.profile_id IS NOT NULL AS tracked
-    FROM cur c
+    FROM {pairs} c
     FULL JOIN (SELECT ctid, profile_id, entity_id FROM linked_audiences.audience_entities
                WHERE audience_id = {audience} AND relationship = {relationship}) e
            ON e.profile_id = c.profile_id AND e.entity_id = c.entity_id
