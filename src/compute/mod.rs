@@ -13,14 +13,14 @@ use crate::compile::{Compiled, EntitySelect};
 /// The diff is a FULL JOIN of the new members with the stored ones, which Postgres runs
 /// only as a hash or merge join: its cost stays linear even when the stored members'
 /// statistics are stale (right after a first compute), where an anti-join could be
-/// planned as a nested loop over a CTE. The stored side is read from the primary key
-/// alone (an index-only scan once vacuumed); exits are deleted by key.
+/// planned as a nested loop over a CTE. Exits are deleted by ctid, a plan no statistics
+/// can turn into a nested loop over the table.
 pub fn membership_diff_sql(members: &str, audience: &str, run: &str) -> String {
     format!(
         "WITH diff AS MATERIALIZED (
-    SELECT coalesce(c.profile_id, m.profile_id) AS profile_id, c.profile_id IS NOT NULL AS member
+    SELECT coalesce(c.profile_id, m.profile_id) AS profile_id, m.ctid AS old, c.profile_id IS NOT NULL AS member
     FROM {members} c
-    FULL JOIN (SELECT profile_id FROM linked_audiences.audience_members WHERE audience_id = {audience}) m
+    FULL JOIN (SELECT ctid, profile_id FROM linked_audiences.audience_members WHERE audience_id = {audience}) m
            ON m.profile_id = c.profile_id
     WHERE c.profile_id IS NULL OR m.profile_id IS NULL),
 ins AS (
@@ -28,10 +28,9 @@ ins AS (
     SELECT {audience}, profile_id, pg_catalog.now() FROM diff WHERE member
     RETURNING profile_id),
 del AS (
-    DELETE FROM linked_audiences.audience_members m
-    USING diff d
-    WHERE m.audience_id = {audience} AND m.profile_id = d.profile_id AND NOT d.member
-    RETURNING m.profile_id),
+    DELETE FROM linked_audiences.audience_members
+    WHERE ctid = ANY (ARRAY(SELECT old FROM diff WHERE NOT member))
+    RETURNING profile_id),
 log AS (
     INSERT INTO linked_audiences.membership_changes (run_id, audience_id, profile_id, change, at)
     SELECT {run}, {audience}, profile_id, 'entered', pg_catalog.now() FROM ins
