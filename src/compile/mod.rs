@@ -289,7 +289,9 @@ struct Short {
 /// a validated foreign key (C.cb or P.pa referencing R.rk, which is then unique) makes
 /// R's row exist whenever the direct comparison holds, and R.rk being unique keeps
 /// repetitions as they were. The three columns have the same type (or are all
-/// integers), so comparing them directly means what comparing through R did.
+/// integers), so comparing them directly means what comparing through R did. Only when
+/// the caller may read R and R has no row-level security: a policy could hide R's row,
+/// and a role without SELECT on R must not compute over it.
 fn passes_through(p: &Table, pa: &str, r: &Table, rk: &str, c: &Table, cb: &str) -> bool {
     let (Some(a), Some(k), Some(b)) = (p.column(pa), r.column(rk), c.column(cb)) else {
         return false;
@@ -297,7 +299,11 @@ fn passes_through(p: &Table, pa: &str, r: &Table, rk: &str, c: &Table, cb: &str)
     const INTEGERS: [u32; 3] = [20, 21, 23];
     let same_type = (a.type_oid == k.type_oid && k.type_oid == b.type_oid)
         || [a, k, b].iter().all(|x| INTEGERS.contains(&x.type_oid));
-    same_type && r.unique_on(&[rk]) && (c.references(cb, r, rk) || p.references(pa, r, rk))
+    same_type
+        && r.readable
+        && !r.row_security
+        && r.unique_on(&[rk])
+        && (c.references(cb, r, rk) || p.references(pa, r, rk))
 }
 
 /// Whether SQL text refers to a table alias (`alias.` not preceded by a name character).

@@ -203,6 +203,24 @@ fn pass_through_rows_are_left_out_when_a_foreign_key_allows() {
         "{}",
         c.condition
     );
+    // A household the caller may not read, or one under row-level security, stays in
+    // the join: its privileges and policies apply as they would to any graph table.
+    for (readable, row_security) in [(false, false), (true, true)] {
+        let mut guarded = cat.clone();
+        if let Some(Lookup::Found(h)) = guarded.tables.get_mut("public.households") {
+            h.readable = readable;
+            h.row_security = row_security;
+        }
+        let c = compile_with(
+            &guarded,
+            json!({"relationship": "pets", "count": {"at_least": 2}}),
+        );
+        assert!(
+            c.condition.contains("public.households r1"),
+            "{}",
+            c.condition
+        );
+    }
 }
 
 #[test]

@@ -27,6 +27,9 @@ pub struct Table {
     pub schema: String,
     pub name: String,
     pub readable: bool,
+    /// Row-level security is enabled on the table.
+    #[serde(default)]
+    pub row_security: bool,
     pub columns: Vec<Column>,
     /// Columns that lead at least one index.
     pub indexed: Vec<String>,
@@ -210,6 +213,7 @@ pub mod tests {
             schema: schema.into(),
             name: name.into(),
             readable: true,
+            row_security: false,
             columns: cols.iter().map(|(n, t)| col(n, t)).collect(),
             indexed: indexed.iter().map(|s| s.to_string()).collect(),
             unique_sets: if name == "profile_identifiers" {

@@ -18,6 +18,7 @@ SELECT coalesce(pg_catalog.jsonb_agg((
         'schema', n.nspname,
         'name', c.relname,
         'readable', pg_catalog.has_table_privilege(c.oid, 'SELECT'),
+        'row_security', c.relrowsecurity,
         'columns', (
             SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                        'name', a.attname,

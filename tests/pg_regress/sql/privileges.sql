@@ -93,6 +93,22 @@ SELECT la_preview_audience('dog_owners') -> 'count' AS dog_owners_as_owner;
 DROP POLICY only_household_4 ON pets;
 ALTER TABLE pets DISABLE ROW LEVEL SECURITY;
 
+-- Also on a table the compiler may leave out of a join: households lies between profiles
+-- and pets, with foreign keys on both sides, and is joined as soon as a policy or a
+-- missing grant could change what the caller sees.
+ALTER TABLE households ENABLE ROW LEVEL SECURITY;
+CREATE POLICY not_household_4 ON households FOR SELECT TO la_editor USING (id <> 4);
+SET ROLE la_editor;
+SELECT la_preview_audience('dog_owners') -> 'count' AS dog_owners_without_household_4;
+RESET ROLE;
+DROP POLICY not_household_4 ON households;
+ALTER TABLE households DISABLE ROW LEVEL SECURITY;
+REVOKE SELECT ON households FROM la_editor;
+SET ROLE la_editor;
+SELECT pg_temp.try($$SELECT la_preview_audience('dog_owners')$$);
+RESET ROLE;
+GRANT SELECT ON households TO la_editor;
+
 -- Every function of the extension pins its search_path (none is listed here).
 SELECT p.oid::regprocedure AS unpinned
 FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid AND d.classid = 'pg_proc'::regclass
