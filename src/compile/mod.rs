@@ -84,11 +84,17 @@ pub struct Compiled {
     pub relationships: Vec<String>,
     pub entity_selects: Vec<EntitySelect>,
     pub literal_checks: Vec<LiteralCheck>,
+    /// The members read straight from the events table, when that is the same set
+    /// without joining the profiles (see `Compiler::event`).
+    pub direct: Option<String>,
 }
 
 impl Compiled {
     /// The members: one row per profile, `profile_id` as text.
     pub fn members_sql(&self) -> String {
+        if let Some(d) = &self.direct {
+            return d.clone();
+        }
         format!(
             "SELECT p.{pk}::pg_catalog.text AS profile_id\nFROM {t} p\nWHERE {c}",
             pk = self.profile.pk,
@@ -147,6 +153,9 @@ impl Compiled {
     }
 
     pub fn count_sql(&self) -> String {
+        if let Some(d) = &self.direct {
+            return format!("SELECT pg_catalog.count(*) FROM ({d}) d");
+        }
         format!(
             "SELECT pg_catalog.count(*) FROM {} p WHERE {}",
             self.profile.table, self.condition
@@ -209,6 +218,8 @@ pub fn compile_node(
         relationships: Vec::new(),
         entity_selects: Vec::new(),
         collect: true,
+        top_event: matches!(node.kind, NodeKind::Event(_)),
+        direct: None,
     };
     let scope = vec![Row {
         slug: "profile".into(),
@@ -236,6 +247,7 @@ pub fn compile_node(
         relationships: c.relationships,
         entity_selects: c.entity_selects,
         literal_checks: c.checks,
+        direct: c.direct,
     })
 }
 
@@ -378,6 +390,9 @@ struct Compiler<'a> {
     entity_selects: Vec<EntitySelect>,
     /// False inside referenced audiences: their entities are not this audience's.
     collect: bool,
+    /// The definition is one event condition: it may yield a direct members query.
+    top_event: bool,
+    direct: Option<String>,
 }
 
 const FALSE: &str = "false";
@@ -907,6 +922,7 @@ impl<'a> Compiler<'a> {
     }
 
     fn event(&mut self, e: &EventNode, scope: &[Row<'a>]) -> String {
+        let top = std::mem::take(&mut self.top_event);
         let at = path_key(&e.path, "event");
         let graph = self.ctx.graph;
         let Some(ev) = graph.events.as_ref() else {
@@ -982,6 +998,33 @@ impl<'a> Compiler<'a> {
                 let p = self.text_param(&cnt.threshold().to_string());
                 let having = format!("pg_catalog.count(*) {} {p}::pg_catalog.int8", cnt.sql_op());
                 let g = self.alias("g");
+                // The whole definition is "at least n such events": the grouped keys are
+                // the members themselves when a foreign key makes each one a profile that
+                // the caller sees (readable, no row-level security) and it prints as the
+                // profile key does (same type, or integers). Joining the profiles back,
+                // as the general form does, would only cost a scan of them.
+                let key_col = table.column(&ev.profile_key);
+                let pk_col = graph
+                    .profile
+                    .as_ref()
+                    .and_then(|p| profile.table.column(&p.primary_key));
+                if let (true, Some(kc), Some(pc)) = (top, key_col, pk_col) {
+                    const INTEGERS: [u32; 3] = [20, 21, 23];
+                    let prints_alike = kc.type_oid == pc.type_oid
+                        || (INTEGERS.contains(&kc.type_oid) && INTEGERS.contains(&pc.type_oid));
+                    if !cnt.holds(0)
+                        && prints_alike
+                        && profile.table.readable
+                        && !profile.table.row_security
+                        && table.references(&ev.profile_key, profile.table, &pc.name)
+                        && !conds.iter().any(|c| mentions(c, &profile.alias))
+                    {
+                        self.direct = Some(format!(
+                            "SELECT {g}.k::pg_catalog.text AS profile_id\nFROM (SELECT {anchor} AS k FROM {from} WHERE {w} GROUP BY 1 HAVING {having}) {g}\nWHERE {g}.k IS NOT NULL",
+                            w = conds.join(" AND "),
+                        ));
+                    }
+                }
                 grouped(&from, &anchor, &outer, &conds, &having, cnt.holds(0), &g)
             }
         }

@@ -224,6 +224,66 @@ fn pass_through_rows_are_left_out_when_a_foreign_key_allows() {
 }
 
 #[test]
+fn event_counts_read_members_straight_from_events_when_a_foreign_key_allows() {
+    use crate::graph::catalog::{ForeignKey, Lookup};
+    let graph = parse_graph(&demo_graph_json()).unwrap();
+    let compile_with = |cat: &crate::graph::catalog::Catalog, def: Value| {
+        let audiences = BTreeMap::new();
+        let ctx = Ctx {
+            graph: &graph,
+            cat,
+            audiences: &audiences,
+        };
+        compile(&ctx, &def, None).unwrap_or_else(|e| panic!("{e:#?}"))
+    };
+    let twice = json!({"event": "Order Completed", "within": {"last": "30 days"}, "count": {"at_least": 2}});
+    let plain = demo_catalog();
+    // Without a foreign key an event may name a profile that does not exist: joined.
+    let c = compile_with(&plain, twice.clone());
+    assert!(c.direct.is_none());
+    assert!(c.members_sql().contains("FROM public.profiles p"));
+    let mut cat = plain.clone();
+    if let Some(Lookup::Found(events)) = cat.tables.get_mut("public.events") {
+        events.foreign_keys.push(ForeignKey {
+            column: "profile_id".into(),
+            ref_schema: "public".into(),
+            ref_table: "profiles".into(),
+            ref_column: "id".into(),
+        });
+    }
+    let c = compile_with(&cat, twice.clone());
+    assert_eq!(
+        c.members_sql(),
+        "SELECT g2.k::pg_catalog.text AS profile_id\nFROM (SELECT e1.profile_id AS k FROM public.events e1 WHERE e1.event = $1 AND e1.timestamp >= pg_catalog.now() - $2::pg_catalog.interval GROUP BY 1 HAVING pg_catalog.count(*) >= $3::pg_catalog.int8) g2\nWHERE g2.k IS NOT NULL"
+    );
+    assert_eq!(
+        c.count_sql(),
+        format!("SELECT pg_catalog.count(*) FROM ({}) d", c.members_sql())
+    );
+    // The general condition stays for samples and for audiences that refer to this one.
+    assert!(c.condition.contains("WHERE g2.k = p.id"), "{}", c.condition);
+    // Not when it is one condition among others, when the count holds for profiles
+    // without events, or when the caller may not read the profiles or a policy could
+    // hide some of them.
+    for def in [
+        json!({"all": [twice.clone(), {"trait": "plan", "op": "equals", "value": "premium"}]}),
+        json!({"not": twice.clone()}),
+        json!({"event": "Order Completed", "count": {"at_most": 2}}),
+        json!({"event": "Order Completed"}),
+    ] {
+        assert!(compile_with(&cat, def.clone()).direct.is_none(), "{def}");
+    }
+    for (readable, row_security) in [(false, false), (true, true)] {
+        let mut guarded = cat.clone();
+        if let Some(Lookup::Found(p)) = guarded.tables.get_mut("public.profiles") {
+            p.readable = readable;
+            p.row_security = row_security;
+        }
+        assert!(compile_with(&guarded, twice.clone()).direct.is_none());
+    }
+}
+
+#[test]
 fn counts_group_and_having() {
     // Owly Card holders with more than five transactions on that card.
     let c = ok(json!({"relationship": "credit_cards",

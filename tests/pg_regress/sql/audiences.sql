@@ -68,6 +68,12 @@ ALTER TABLE profiles DROP CONSTRAINT profiles_household_id_fkey;
 SELECT la_audience_sql('{"relationship": "pets", "where": {"column": "type", "op": "equals", "value": "cat"}}');
 ALTER TABLE pets ADD FOREIGN KEY (household_id) REFERENCES households;
 ALTER TABLE profiles ADD FOREIGN KEY (household_id) REFERENCES households;
+-- "At least n such events" alone reads its members straight from the events, whose
+-- profile_id REFERENCES profiles; without that key the profiles are joined back.
+SELECT la_audience_sql('{"event": "Order Completed", "count": {"at_least": 2}}');
+ALTER TABLE events DROP CONSTRAINT events_profile_id_fkey;
+SELECT la_audience_sql('{"event": "Order Completed", "count": {"at_least": 2}}');
+ALTER TABLE events ADD FOREIGN KEY (profile_id) REFERENCES profiles;
 
 -- Profile traits; not_equals, not_in and not_contains are true for NULL.
 SELECT pg_temp.members('{"trait": "plan", "op": "equals", "value": "premium"}');
