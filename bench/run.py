@@ -6,6 +6,7 @@ Prints a Markdown table: each figure as an absolute time and as a ratio to its b
 (median of N runs), rows written, events per second, and the backend's peak memory.
 """
 import argparse
+import getpass
 import json
 import os
 import re
@@ -92,7 +93,7 @@ class Pg:
         self.host, self.port, self.db = host, port, db
 
     def psql(self, *commands, db=None, check=True):
-        args = ["runuser", "-u", "postgres", "--", BIN + "/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+        args = [BIN + "/psql", "-U", "postgres", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
                 "-h", self.host, "-p", str(self.port), "-d", db or self.db]
         for c in commands:
             args += ["-c", c]
@@ -129,7 +130,7 @@ def main():
     ap.add_argument("scale", type=float)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-build", action="store_true", help="use the installed build")
-    ap.add_argument("--dir", default="/tmp/la-bench")
+    ap.add_argument("--dir", default="/tmp/la-bench" if os.geteuid() == 0 else "/tmp/la-bench-" + getpass.getuser())
     ap.add_argument("--port", type=int, default=54333)
     ap.add_argument("--out", default=None, help="also write the table to this file")
     ap.add_argument("--load-only", action="store_true", help="generate the warehouse and stop")
@@ -137,7 +138,7 @@ def main():
 
     if not a.no_build:
         print("== building and installing linked_audiences (release)", flush=True)
-        subprocess.run(["cargo", "pgrx", "install", "--release", "--pg-config", PG_CONFIG], cwd=ROOT, check=True,
+        subprocess.run(["bash", "-c", "source scripts/env.sh && la_install --release"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
     subprocess.run([ROOT + "/scripts/cluster.sh", "start", a.dir, str(a.port), "bench"], check=True)
     pg = Pg(a.dir, a.port, "bench")
@@ -146,8 +147,7 @@ def main():
         for k, v in [("shared_buffers", "1GB"), ("work_mem", "64MB"), ("maintenance_work_mem", "512MB"),
                      ("max_wal_size", "8GB"), ("checkpoint_timeout", "30min"), ("jit", "off")]:
             pg.psql(f"ALTER SYSTEM SET {k} = '{v}'")
-        subprocess.run(["runuser", "-u", "postgres", "--", BIN + "/pg_ctl", "-D", a.dir + "/data", "-w", "-m", "fast",
-                        "restart", "-l", a.dir + "/server.log"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([ROOT + "/scripts/cluster.sh", "restart", a.dir], check=True, stdout=subprocess.DEVNULL)
 
     loaded = pg.psql("SELECT scale FROM bench_meta", check=False).strip()
     if loaded != repr(a.scale) and loaded != str(a.scale):
@@ -234,7 +234,7 @@ def main():
                 "SELECT la_outbox_ack(array_agg(id)) INTO n FROM la_outbox_read('braze', 1000); "
                 "EXIT WHEN coalesce(n, 0) = 0; COMMIT; END LOOP; END $$")
         t0 = time.time()
-        procs = [subprocess.Popen(["runuser", "-u", "postgres", "--", BIN + "/psql", "-X", "-q", "-h", a.dir, "-p",
+        procs = [subprocess.Popen([BIN + "/psql", "-U", "postgres", "-X", "-q", "-h", a.dir, "-p",
                                    str(a.port), "-d", "bench", "-c", loop], cwd=ROOT) for _ in range(consumers)]
         for p in procs:
             p.wait()

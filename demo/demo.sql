@@ -2,6 +2,7 @@
 \pset footer off
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS linked_audiences CASCADE;
+DROP EXTENSION IF EXISTS pg_cron;
 CREATE EXTENSION linked_audiences;
 \ir warehouse.sql
 RESET client_min_messages;
@@ -119,3 +120,12 @@ RESET client_min_messages;
 SELECT count(*) AS change_rows_in_last_round FROM linked_audiences.membership_changes
 WHERE run_id IN (SELECT max(id) FROM linked_audiences.runs GROUP BY audience_id);
 SELECT count(*) AS events_pending FROM linked_audiences.outbox_state WHERE status = 'pending';
+
+\echo
+\echo '== 6. Schedules: pg_cron computes every enabled audience at the start of each minute'
+SET client_min_messages = warning;
+CREATE EXTENSION pg_cron;
+RESET client_min_messages;
+SELECT la_schedule_all('* * * * *') AS job;
+SELECT audience, jobid, schedule, active, last_status FROM la_schedules();
+\echo 'No run yet: ./scripts/demo.sh --schedule changes the warehouse and waits for pg_cron to compute it.'

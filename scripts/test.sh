@@ -1,69 +1,110 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests and #[pg_test]s (cargo pgrx test), then the pg_regress
-# suite under tests/pg_regress against a cluster of its own.
-set -euo pipefail
+# Runs every test: unit tests and #[pg_test]s (cargo pgrx test), then against a cluster
+# of its own the pg_regress suite, the isolation specs, dump/restore, upgrades, faults,
+# four concurrent consumers, scheduled computes through pg_cron and a benchmark smoke
+# run. A failing suite does not stop the others; the last line is
+# `tests: N passed, M failed` followed by the failed suites' names.
+# Works as root or as a user with sudo, from a checkout only its owner can read.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+source scripts/env.sh
+set -e
 scripts/setup.sh
-export PATH="$HOME/.cargo/bin:$PATH"
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+set +e
 PG_REGRESS=$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress
+PG_ISOLATION=$($PG_CONFIG --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress
+
+passed=0
+failed=()
+record() { # NAME COUNT OK?
+  if [ "$3" = 0 ]; then passed=$((passed + $2)); else failed+=("$1"); fi
+}
 
 log=$(mktemp)
+pgdata=$(la_tmp pgrx-pgdata)
 echo "== cargo pgrx test (unit tests and #[pg_test]s)"
-rm -rf /tmp/pgrx-pgdata
-cargo pgrx test pg15 --runas postgres --pgdata /tmp/pgrx-pgdata 2>&1 | tee "$log"
-cargo_passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+rm -rf "$pgdata"
+if [ "$(id -u)" = 0 ]; then
+  cargo pgrx test pg15 --runas postgres --pgdata "$pgdata" 2>&1 | tee "$log"
+else
+  # pgrx installs the test build into the system's Postgres directories: through sudo.
+  as_root true && cargo pgrx test pg15 --pgdata "$pgdata" 2>&1 | tee "$log"
+fi
+rc=${PIPESTATUS[0]}
+cargo_passed=$(grep -Eo 'test result: (ok|FAILED)\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+passed=$((passed + cargo_passed))
+[ "$rc" = 0 ] || failed+=("cargo pgrx test")
+rm -f "$log"
 
-cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
+echo "== installing the extension"
+if ! la_install >/dev/null; then
+  echo "tests: $passed passed, 1 failed (cargo pgrx install; nothing else could run)"
+  exit 1
+fi
 # Released versions' frozen install scripts, for the upgrade test (cargo pgrx installs
 # the current version's script and the upgrade scripts only).
 for release in sql/linked_audiences--*.sql; do
-  case $release in sql/linked_audiences--*--*) ;; *) install -m 644 "$release" "$($PG_CONFIG --sharedir)/extension/" ;; esac
+  case $release in sql/linked_audiences--*--*) ;; *) as_root install -m 644 "$release" "$($PG_CONFIG --sharedir)/extension/" ;; esac
 done
-dir=/tmp/la-regress
+dir=$(la_tmp la-regress)
 port=54329
 scripts/cluster.sh stop "$dir"
 rm -rf "$dir"
 trap 'scripts/cluster.sh stop "$dir"' EXIT
-scripts/cluster.sh start "$dir" "$port" contrib_regression
-total=0
-# Runs one suite (pg_regress or pg_isolation_regress, same options) against the
-# cluster; on a failure prints the diffs and stops.
+scripts/cluster.sh start "$dir" "$port" contrib_regression || { echo "tests: $passed passed, 1 failed (the test cluster did not start)"; exit 1; }
+
+# One pg_regress or pg_isolation_regress suite against the cluster; on a failure prints
+# the diffs. pg_regress runs as the caller: it reads the checkout, the server does not.
 run_suite() { # NAME RUNNER INPUT_DIR
   local name=$1 runner=$2 input=$3 out=$dir/$1 list
   list=$(grep -Eo '^test: .*' "$input/schedule" | sed 's/^test: //' | tr '\n' ' ')
-  mkdir -p "$out" && chown postgres: "$out"
+  mkdir -p "$out"
   echo "== $name ($input)"
-  if ! runuser -u postgres -- "$runner" \
-    --bindir=/usr/lib/postgresql/15/bin --host="$dir" --port="$port" --user=postgres \
+  if "$runner" --bindir="$PGBIN" --host="$dir" --port="$port" --user=postgres \
     --inputdir="$root/$input" --outputdir="$out" --dbname=contrib_regression \
     --use-existing $list; then
+    record "$name" "$(echo $list | wc -w)" 0
+  else
     head -300 "$out/regression.diffs" 2>/dev/null
     echo "$name: $(grep -c ' ok ' "$out/regression.out" 2>/dev/null || echo 0) passed, $(grep -c 'FAILED' "$out/regression.out" 2>/dev/null || echo 1) failed"
-    exit 1
+    record "$name" 0 1
   fi
-  total=$((total + $(echo $list | wc -w)))
 }
+# One shell test; its output is shown, NOTICEs left out.
+run_test() { # NAME COMMAND...
+  local name=$1; shift
+  "$@" 2>&1 | grep -v '^NOTICE'
+  if [ "${PIPESTATUS[0]}" = 0 ]; then record "$name" 1 0; else echo "$name: failed"; record "$name" 0 1; fi
+}
+
 run_suite pg_regress "$PG_REGRESS" tests/pg_regress
-run_suite pg_isolation_regress "$($PG_CONFIG --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress" tests/isolation
+run_suite pg_isolation_regress "$PG_ISOLATION" tests/isolation
 echo "== pg_dump and restore (tests/dump)"
-tests/dump/dump_restore.sh "$dir" "$port" 2>&1 | grep -v '^NOTICE' || { echo "dump/restore: failed"; exit 1; }
-total=$((total + 1))
+run_test dump/restore tests/dump/dump_restore.sh "$dir" "$port"
 echo "== upgrades (tests/upgrade): every release under sql/ updated to the current version"
-tests/upgrade/upgrade.sh "$dir" "$port" 2>&1 | grep -v '^NOTICE' || { echo "upgrade: failed"; exit 1; }
-total=$((total + 1))
+run_test upgrade tests/upgrade/upgrade.sh "$dir" "$port"
 echo "== faults (tests/faults): terminate and SIGKILL mid-compute, restart before consumption"
-tests/faults/faults.sh "$dir" "$port" || { echo "faults: failed"; exit 1; }
-total=$((total + 1))
+run_test faults tests/faults/faults.sh "$dir" "$port"
 echo "== four concurrent consumers (tests/concurrency)"
-tests/concurrency/four_consumers.sh "$dir" "$port" || { echo "four consumers: failed"; exit 1; }
-total=$((total + 1))
+run_test "four consumers" tests/concurrency/four_consumers.sh "$dir" "$port"
+echo "== schedules (tests/schedule): pg_cron runs the computes, here and from another database (waits up to 75 s)"
+run_test schedules tests/schedule/schedule.sh
 echo "== benchmark smoke run (bench/run.py at scale 0.01)"
-smoke=/tmp/la-bench-smoke
-python3 bench/run.py 0.01 --runs 1 --no-build --dir "$smoke" --port 54334 > "$dir/bench-smoke.log" 2>&1 \
-  || { cat "$dir/bench-smoke.log"; scripts/cluster.sh stop "$smoke"; echo "benchmark smoke run: failed"; exit 1; }
+smoke=$(la_tmp la-bench-smoke)
+if python3 bench/run.py 0.01 --runs 1 --no-build --dir "$smoke" --port 54334 > "$dir/bench-smoke.log" 2>&1; then
+  grep -E '^\| (cat_owners|recent_buyers) ' "$dir/bench-smoke.log"
+  record "benchmark smoke run" 1 0
+else
+  cat "$dir/bench-smoke.log"; echo "benchmark smoke run: failed"
+  record "benchmark smoke run" 0 1
+fi
 scripts/cluster.sh stop "$smoke"
-grep -E '^\| (cat_owners|recent_buyers) ' "$dir/bench-smoke.log" || true
-total=$((total + 1))
-echo "tests: $((cargo_passed + total)) passed, 0 failed"
+
+if [ ${#failed[@]} -eq 0 ]; then
+  echo "tests: $passed passed, 0 failed"
+else
+  echo "failed suites: $(IFS=,; echo "${failed[*]}" | sed 's/,/, /g')"
+  echo "tests: $passed passed, ${#failed[@]} failed"
+  exit 1
+fi

@@ -31,12 +31,13 @@ END
 $$;
 
 -- Computes every enabled audience, referenced audiences before those that reference
--- them.
+-- them. First warns about schedules whose last three runs failed.
 CREATE FUNCTION @extschema@.la_compute_all() RETURNS TABLE (audience text, result jsonb)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     k text;
 BEGIN
+    PERFORM linked_audiences.warn_failing_schedules();
     FOR k IN
         WITH RECURSIVE d(key, depth) AS (
             SELECT a.key, 0 FROM linked_audiences.audience a
@@ -56,15 +57,55 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION linked_audiences.require_pg_cron() RETURNS void
+-- Refuses with 55000 unless pg_cron is installed in this database. The HINT says what
+-- to do: install it, or, when pg_cron is preloaded but lives in another database,
+-- `elsewhere` (the statement to run there, or how to list jobs there).
+CREATE FUNCTION linked_audiences.require_pg_cron(elsewhere text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cron_db text := current_setting('cron.database_name', true);
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN;
+    END IF;
+    IF cron_db IS NULL OR current_setting('shared_preload_libraries') NOT LIKE '%pg_cron%' THEN
         RAISE EXCEPTION 'pg_cron is not installed in this database'
             USING ERRCODE = '55000',
                   HINT = 'Add pg_cron to shared_preload_libraries and set cron.database_name to this database in postgresql.conf, restart, then run CREATE EXTENSION pg_cron.';
+    ELSIF cron_db = current_database() THEN
+        RAISE EXCEPTION 'pg_cron is preloaded for this database but not installed in it'
+            USING ERRCODE = '55000', HINT = 'Run CREATE EXTENSION pg_cron;';
+    ELSIF elsewhere IS NULL THEN
+        RAISE EXCEPTION 'pg_cron lives in database "%", not in "%"', cron_db, current_database()
+            USING ERRCODE = '55000',
+                  HINT = format('Schedule from database %I with cron.schedule_in_database, or set cron.database_name = %L and restart.',
+                                cron_db, current_database());
+    ELSE
+        RAISE EXCEPTION 'pg_cron lives in database "%", not in "%": its jobs for this database are kept there', cron_db, current_database()
+            USING ERRCODE = '55000', HINT = format('In database %I, %s', cron_db, elsewhere);
     END IF;
 END
+$$;
+
+-- The pg_cron job of one audience: its name and command (a disabled audience is skipped
+-- when the job runs; the key is quoted as a literal).
+CREATE FUNCTION linked_audiences.job_command(key text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN key = '*' THEN format('SELECT * FROM %I.la_compute_all()', '@extschema@')
+           ELSE format('SELECT %I.la_compute_audience(a.key) FROM linked_audiences.audience a WHERE a.key = %L AND a.enabled',
+                       '@extschema@', key) END
+$$;
+
+-- The statement that schedules a job from pg_cron's database, for the HINT. pg_cron
+-- keeps one job per name and role across databases, so the job is named
+-- "linked_audiences:<key>@<database>": two databases with the same audience key keep
+-- a job each.
+CREATE FUNCTION linked_audiences.schedule_elsewhere(key text, schedule text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('run, as a superuser or a role granted EXECUTE on cron.schedule_in_database: '
+                  'SELECT cron.schedule_in_database(%L, %L, %L, %L);',
+                  'linked_audiences:' || key || '@' || current_database(), schedule,
+                  linked_audiences.job_command(key), current_database())
 $$;
 
 -- Schedules one audience (pg_cron job "linked_audiences:<key>"); a disabled audience is
@@ -74,14 +115,12 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     job bigint;
 BEGIN
-    PERFORM linked_audiences.require_pg_cron();
     IF NOT EXISTS (SELECT 1 FROM linked_audiences.audience a WHERE a.key = la_schedule.key) THEN
         RAISE EXCEPTION 'key: audience "%" does not exist', key USING ERRCODE = '42704';
     END IF;
+    PERFORM linked_audiences.require_pg_cron(linked_audiences.schedule_elsewhere(key, schedule));
     EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO job
-    USING 'linked_audiences:' || key, schedule,
-          format('SELECT %I.la_compute_audience(a.key) FROM linked_audiences.audience a WHERE a.key = %L AND a.enabled',
-                 '@extschema@', key);
+    USING 'linked_audiences:' || key, schedule, linked_audiences.job_command(key);
     RETURN job;
 END
 $$;
@@ -92,9 +131,9 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     job bigint;
 BEGIN
-    PERFORM linked_audiences.require_pg_cron();
+    PERFORM linked_audiences.require_pg_cron(linked_audiences.schedule_elsewhere('*', schedule));
     EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO job
-    USING 'linked_audiences:*', schedule, format('SELECT * FROM %I.la_compute_all()', '@extschema@');
+    USING 'linked_audiences:*', schedule, linked_audiences.job_command('*');
     RETURN job;
 END
 $$;
@@ -106,13 +145,94 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     job bigint;
 BEGIN
-    PERFORM linked_audiences.require_pg_cron();
-    EXECUTE 'SELECT jobid FROM cron.job WHERE jobname = $1' INTO job USING 'linked_audiences:' || key;
+    PERFORM linked_audiences.require_pg_cron(format(
+        'remove it as the role that scheduled it: SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %L AND database = %L;',
+        'linked_audiences:' || key || '@' || current_database(), current_database()));
+    EXECUTE 'SELECT jobid FROM cron.job WHERE jobname = $1 AND database = current_database()'
+        INTO job USING 'linked_audiences:' || key;
     IF job IS NULL THEN
         RETURN false;
     END IF;
     EXECUTE 'SELECT cron.unschedule($1)' USING job;
     RETURN true;
+END
+$$;
+
+-- What to do about a failed pg_cron run, from its message.
+CREATE FUNCTION linked_audiences.cron_hint(message text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE
+        WHEN message ILIKE '%connection failed%' OR message ILIKE '%could not connect%' THEN
+            'pg_cron could not connect to this server: set cron.use_background_workers = on (with max_worker_processes high enough) '
+            'or cron.host to the server''s socket directory in postgresql.conf, and restart'
+        WHEN message ILIKE '%password authentication failed%' OR message ILIKE '%no pg_hba.conf entry%' THEN
+            'pg_cron connects as the job''s role: allow it in pg_hba.conf (trust or peer for local connections, or a .pgpass entry), '
+            'or set cron.use_background_workers = on'
+        WHEN message ILIKE '%permission denied%' THEN
+            'the job runs as the role that scheduled it: grant it la_grant(role, ''editor'') and SELECT on the graph''s tables'
+        WHEN message ILIKE '%does not exist%' THEN
+            'the job''s database, role or function is gone: check cron.job.database and username, and that the extension is installed there'
+        ELSE 'see the message; the job''s command is in cron.job'
+    END
+$$;
+
+-- Warns about each visible schedule of this database whose last three runs failed.
+CREATE FUNCTION linked_audiences.warn_failing_schedules() RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN;
+    END IF;
+    FOR r IN EXECUTE $q$
+        SELECT j.jobname, j.jobid, last.msg
+        FROM cron.job j
+        CROSS JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE d.status = 'failed') AS failures, count(*) AS runs,
+                   (array_agg(d.return_message ORDER BY d.runid DESC))[1] AS msg
+            FROM (SELECT status, return_message, runid FROM cron.job_run_details
+                  WHERE jobid = j.jobid AND status IN ('succeeded', 'failed')
+                  ORDER BY runid DESC LIMIT 3) d) last
+        WHERE j.jobname LIKE 'linked_audiences:%' AND j.database = current_database()
+          AND last.runs = 3 AND last.failures = 3
+        ORDER BY j.jobname $q$
+    LOOP
+        RAISE WARNING 'linked_audiences: schedule "%" (pg_cron job %) failed its last three runs: %',
+            substr(r.jobname, 18), r.jobid, r.msg
+            USING HINT = linked_audiences.cron_hint(r.msg);
+    END LOOP;
+EXCEPTION WHEN insufficient_privilege OR undefined_table OR undefined_column OR invalid_schema_name THEN
+    RETURN;  -- a pg_cron we cannot read is no reason to fail a compute
+END
+$$;
+
+-- The schedules of this database that the caller can see (pg_cron shows each role only
+-- its own jobs), with pg_cron's last run of each and a hint for a failure.
+CREATE FUNCTION @extschema@.la_schedules()
+RETURNS TABLE (audience text, jobid bigint, schedule text, active boolean, last_start timestamptz,
+               last_end timestamptz, last_status text, last_message text, hint text)
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM linked_audiences.require_pg_cron(format(
+        'list them with: SELECT jobid, jobname, schedule, active FROM cron.job WHERE jobname LIKE %L AND database = %L;',
+        'linked_audiences:%', current_database()));
+    PERFORM linked_audiences.warn_failing_schedules();
+    RETURN QUERY EXECUTE $q$
+        SELECT substr(j.jobname, 18), j.jobid, j.schedule, j.active, d.start_time, d.end_time, d.status, d.return_message,
+               CASE
+                   WHEN d.status = 'failed' THEN linked_audiences.cron_hint(d.return_message)
+                   WHEN d.status = 'succeeded' AND EXISTS (
+                        SELECT 1 FROM linked_audiences.runs r JOIN linked_audiences.audience a ON a.id = r.audience_id
+                        WHERE (a.key = substr(j.jobname, 18) OR j.jobname = 'linked_audiences:*')
+                          AND r.status = 'failed' AND r.started_at >= d.start_time)
+                   THEN 'the job ran but a compute failed: see linked_audiences.runs (status failed, error)'
+               END
+        FROM cron.job j
+        LEFT JOIN LATERAL (SELECT * FROM cron.job_run_details x WHERE x.jobid = j.jobid
+                           ORDER BY x.runid DESC LIMIT 1) d ON true
+        WHERE j.jobname LIKE 'linked_audiences:%' AND j.database = current_database()
+        ORDER BY j.jobname $q$;
 END
 $$;
 

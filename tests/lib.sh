@@ -1,8 +1,8 @@
 # Shared by the shell tests under tests/: psql helpers and the extension's state as one
 # comparable text. Source it after setting host and port.
-BIN=/usr/lib/postgresql/15/bin
-as_pg() { runuser -u postgres -- "$@"; }
-q() { as_pg "$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$host" -p "$port" "$@"; }
+source scripts/env.sh
+BIN=$PGBIN
+q() { "$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$host" -p "$port" "$@"; }
 
 # A graph over demo/warehouse.sql, two audiences (one redefined), a destination with two
 # activations, a compute of all and two events acknowledged.

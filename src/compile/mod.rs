@@ -308,14 +308,19 @@ fn passes_through(p: &Table, pa: &str, r: &Table, rk: &str, c: &Table, cb: &str)
     let (Some(a), Some(k), Some(b)) = (p.column(pa), r.column(rk), c.column(cb)) else {
         return false;
     };
-    const INTEGERS: [u32; 3] = [20, 21, 23];
-    let same_type = (a.type_oid == k.type_oid && k.type_oid == b.type_oid)
-        || [a, k, b].iter().all(|x| INTEGERS.contains(&x.type_oid));
-    same_type
+    alike(a, k)
+        && alike(k, b)
         && r.readable
         && !r.row_security
         && r.unique_on(&[rk])
         && (c.references(cb, r, rk) || p.references(pa, r, rk))
+}
+
+/// Whether two columns' values compare and print alike: one type, or both integers
+/// (int2, int4, int8).
+fn alike(a: &Column, b: &Column) -> bool {
+    const INTEGERS: [u32; 3] = [20, 21, 23];
+    a.type_oid == b.type_oid || (INTEGERS.contains(&a.type_oid) && INTEGERS.contains(&b.type_oid))
 }
 
 /// Whether SQL text refers to a table alias (`alias.` not preceded by a name character).
@@ -1009,11 +1014,8 @@ impl<'a> Compiler<'a> {
                     .as_ref()
                     .and_then(|p| profile.table.column(&p.primary_key));
                 if let (true, Some(kc), Some(pc)) = (top, key_col, pk_col) {
-                    const INTEGERS: [u32; 3] = [20, 21, 23];
-                    let prints_alike = kc.type_oid == pc.type_oid
-                        || (INTEGERS.contains(&kc.type_oid) && INTEGERS.contains(&pc.type_oid));
                     if !cnt.holds(0)
-                        && prints_alike
+                        && alike(kc, pc)
                         && profile.table.readable
                         && !profile.table.row_security
                         && table.references(&ev.profile_key, profile.table, &pc.name)

@@ -2,6 +2,7 @@
 
 use super::sql::ParamValue;
 use super::*;
+use crate::graph::catalog::Lookup;
 use crate::graph::model::parse as parse_graph;
 use crate::graph::tests::{demo_catalog, demo_graph_json};
 use serde_json::json;
@@ -146,33 +147,40 @@ fn relationships_compile_to_semi_joins() {
 
 /// A foreign key from pets to households makes the household row a pass-through: the
 /// pets join the profile directly, unless a condition refers to the household.
+/// Compiles a definition over the demo graph and the given catalog.
+fn compile_with(cat: &crate::graph::catalog::Catalog, def: Value) -> Compiled {
+    let graph = parse_graph(&demo_graph_json()).unwrap();
+    let audiences = BTreeMap::new();
+    let ctx = Ctx {
+        graph: &graph,
+        cat,
+        audiences: &audiences,
+    };
+    compile(&ctx, &def, None).unwrap_or_else(|e| panic!("{e:#?}"))
+}
+
+/// `public.table.column REFERENCES public.target (id)`.
+fn add_foreign_key(cat: &mut crate::graph::catalog::Catalog, table: &str, column: &str, target: &str) {
+    use crate::graph::catalog::ForeignKey;
+    if let Some(Lookup::Found(t)) = cat.tables.get_mut(&format!("public.{table}")) {
+        t.foreign_keys.push(ForeignKey {
+            column: column.into(),
+            ref_schema: "public".into(),
+            ref_table: target.into(),
+            ref_column: "id".into(),
+        });
+    }
+}
+
 #[test]
 fn pass_through_rows_are_left_out_when_a_foreign_key_allows() {
-    use crate::graph::catalog::{ForeignKey, Lookup};
-    let graph = parse_graph(&demo_graph_json()).unwrap();
     let mut cat = demo_catalog();
-    let compile_with = |cat: &crate::graph::catalog::Catalog, def: Value| {
-        let audiences = BTreeMap::new();
-        let ctx = Ctx {
-            graph: &graph,
-            cat,
-            audiences: &audiences,
-        };
-        compile(&ctx, &def, None).unwrap_or_else(|e| panic!("{e:#?}"))
-    };
     let cats = json!({"relationship": "pets", "where": {"column": "type", "op": "equals", "value": "cat"}});
     // Without a foreign key the household stays: a pet may name a household that does not exist.
     assert!(compile_with(&cat, cats.clone())
         .condition
         .contains("public.households"));
-    if let Some(Lookup::Found(pets)) = cat.tables.get_mut("public.pets") {
-        pets.foreign_keys.push(ForeignKey {
-            column: "household_id".into(),
-            ref_schema: "public".into(),
-            ref_table: "households".into(),
-            ref_column: "id".into(),
-        });
-    }
+    add_foreign_key(&mut cat, "pets", "household_id", "households");
     let c = compile_with(&cat, cats);
     assert_eq!(
         c.condition,
@@ -225,17 +233,6 @@ fn pass_through_rows_are_left_out_when_a_foreign_key_allows() {
 
 #[test]
 fn event_counts_read_members_straight_from_events_when_a_foreign_key_allows() {
-    use crate::graph::catalog::{ForeignKey, Lookup};
-    let graph = parse_graph(&demo_graph_json()).unwrap();
-    let compile_with = |cat: &crate::graph::catalog::Catalog, def: Value| {
-        let audiences = BTreeMap::new();
-        let ctx = Ctx {
-            graph: &graph,
-            cat,
-            audiences: &audiences,
-        };
-        compile(&ctx, &def, None).unwrap_or_else(|e| panic!("{e:#?}"))
-    };
     let twice = json!({"event": "Order Completed", "within": {"last": "30 days"}, "count": {"at_least": 2}});
     let plain = demo_catalog();
     // Without a foreign key an event may name a profile that does not exist: joined.
@@ -243,14 +240,7 @@ fn event_counts_read_members_straight_from_events_when_a_foreign_key_allows() {
     assert!(c.direct.is_none());
     assert!(c.members_sql().contains("FROM public.profiles p"));
     let mut cat = plain.clone();
-    if let Some(Lookup::Found(events)) = cat.tables.get_mut("public.events") {
-        events.foreign_keys.push(ForeignKey {
-            column: "profile_id".into(),
-            ref_schema: "public".into(),
-            ref_table: "profiles".into(),
-            ref_column: "id".into(),
-        });
-    }
+    add_foreign_key(&mut cat, "events", "profile_id", "profiles");
     let c = compile_with(&cat, twice.clone());
     assert_eq!(
         c.members_sql(),

@@ -11,8 +11,8 @@ source tests/lib.sh
 db=la_consumers
 fail() { echo "four consumers: $*"; exit 1; }
 
-as_pg "$BIN/dropdb" -h "$host" -p "$port" --if-exists "$db" 2>/dev/null
-as_pg "$BIN/createdb" -h "$host" -p "$port" "$db"
+"$BIN/dropdb" -h "$host" -p "$port" --if-exists "$db" 2>/dev/null
+"$BIN/createdb" -h "$host" -p "$port" "$db"
 q -d "$db" >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION linked_audiences;
@@ -69,5 +69,5 @@ expected=$(q -d "$db" -c "SELECT jsonb_build_object('events', n, 'delivered', n,
 [ "$result" = "$expected" ] || fail "expected $expected, got $result"
 events=$(q -d "$db" -c "SELECT count(*) FROM linked_audiences.outbox")
 [ "$events" -ge 1500 ] || fail "only $events events"
-as_pg "$BIN/dropdb" -h "$host" -p "$port" "$db"
+"$BIN/dropdb" -h "$host" -p "$port" "$db"
 echo "four consumers: ok ($events events over 300 users, each delivered and acknowledged once, in per-user order, while computes ran)"

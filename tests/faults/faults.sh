@@ -8,15 +8,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=$1 port=$2
-BIN=/usr/lib/postgresql/15/bin
-as_pg() { runuser -u postgres -- "$@"; }
-q() { as_pg "$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -d la_faults "$@"; }
+source scripts/env.sh
+BIN=$PGBIN
+q() { "$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -d la_faults "$@"; }
 fail() { echo "faults: $*"; exit 1; }
 expect() { [ "$2" = "$3" ] || fail "$1: expected '$3', got '$2'"; }
-wait_ready() { for _ in $(seq 1 60); do as_pg "$BIN/pg_isready" -q -h "$dir" -p "$port" && return 0; sleep 0.5; done; fail "server did not come back"; }
+wait_ready() { for _ in $(seq 1 60); do "$BIN/pg_isready" -q -h "$dir" -p "$port" && return 0; sleep 0.5; done; fail "server did not come back"; }
 
-as_pg "$BIN/dropdb" -h "$dir" -p "$port" --if-exists la_faults 2>/dev/null
-as_pg "$BIN/createdb" -h "$dir" -p "$port" la_faults
+"$BIN/dropdb" -h "$dir" -p "$port" --if-exists la_faults 2>/dev/null
+"$BIN/createdb" -h "$dir" -p "$port" la_faults
 q -c "SET client_min_messages = warning" -c "CREATE EXTENSION linked_audiences" -f demo/warehouse.sql >/dev/null
 q >/dev/null <<'SQL'
 SET client_min_messages = warning;
@@ -70,7 +70,7 @@ expect "state after it" "$(state)" "1,2,3,6 | 4 | 4 | 2"
 
 # A restart between compute and consumption loses nothing; messageIds stay the same.
 ids_before=$(q -c "SELECT string_agg(id::text, ',' ORDER BY seq) FROM linked_audiences.outbox")
-as_pg "$BIN/pg_ctl" -D "$dir/data" -m fast -w restart -l "$dir/server.log" >/dev/null
+as_server "$BIN/pg_ctl" -D "$dir/data" -m fast -w restart -l "$dir/server.log" >/dev/null
 wait_ready
 expect "events after restart" "$(q -c "SELECT string_agg(id::text, ',' ORDER BY seq) FROM linked_audiences.outbox")" "$ids_before"
 
@@ -121,5 +121,5 @@ expect "acknowledged once" "$(q -c "SELECT la_outbox_ack(string_to_array('$claim
 expect "every event acknowledged" "$(q -c "SELECT string_agg(o.id::text, ',' ORDER BY o.seq) FROM linked_audiences.outbox o JOIN linked_audiences.outbox_state s USING (id) WHERE s.status = 'acked'")" "$ids_before"
 expect "nothing left" "$(q -c "SELECT count(*) FROM la_outbox_read('hook', 100)")" "0"
 
-as_pg "$BIN/dropdb" -h "$dir" -p "$port" la_faults
+"$BIN/dropdb" -h "$dir" -p "$port" la_faults
 echo "faults: ok (terminate and SIGKILL mid-compute leave state intact; next compute emits exactly 1 change and 1 event; a restart loses no event; consumers terminated or SIGKILLed mid-batch lose nothing, unacknowledged claims come back after their timeout with the same messageId)"

@@ -45,19 +45,19 @@ SELECT 'dumped: ' || coalesce((SELECT string_agg(x.c::regclass::text || ' ' || c
 ORDER BY 1"
 }
 
-as_pg "$BIN/dropdb" -h "$host" -p "$port" --if-exists la_upgrade_fresh
-as_pg "$BIN/createdb" -h "$host" -p "$port" la_upgrade_fresh
+"$BIN/dropdb" -h "$host" -p "$port" --if-exists la_upgrade_fresh
+"$BIN/createdb" -h "$host" -p "$port" la_upgrade_fresh
 q -d la_upgrade_fresh -c "CREATE EXTENSION linked_audiences"
 fresh=$(objects la_upgrade_fresh)
-as_pg "$BIN/dropdb" -h "$host" -p "$port" la_upgrade_fresh
+"$BIN/dropdb" -h "$host" -p "$port" la_upgrade_fresh
 
 checked=0
 for script in sql/linked_audiences--*.sql; do
   from=$(basename "$script" .sql); from=${from#linked_audiences--}
   case $from in *--*) continue ;; esac   # an upgrade script, not a release
   db=la_upgrade_from_${from//./_}
-  as_pg "$BIN/dropdb" -h "$host" -p "$port" --if-exists "$db"
-  as_pg "$BIN/createdb" -h "$host" -p "$port" "$db"
+  "$BIN/dropdb" -h "$host" -p "$port" --if-exists "$db"
+  "$BIN/createdb" -h "$host" -p "$port" "$db"
   q -d "$db" -c "SET client_min_messages = warning" -c "CREATE EXTENSION linked_audiences VERSION '$from'" \
     -f demo/warehouse.sql >/dev/null
   la_make_state "$db"
@@ -72,7 +72,7 @@ for script in sql/linked_audiences--*.sql; do
     exit 1
   fi
   la_computes_on "$db" "upgrade from $from"
-  as_pg "$BIN/dropdb" -h "$host" -p "$port" "$db"
+  "$BIN/dropdb" -h "$host" -p "$port" "$db"
   checked=$((checked + 1))
 done
 [ "$checked" -gt 0 ] || { echo "upgrade: no released version under sql/"; exit 1; }

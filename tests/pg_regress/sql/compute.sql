@@ -109,6 +109,25 @@ SELECT la_schedule('owly_power_users', '*/10 * * * *') > 0 AS scheduled;
 SELECT la_schedule('owly_power_users', '*/15 * * * *') > 0 AS rescheduled;
 SELECT la_schedule_all('0 * * * *') > 0 AS scheduled_all;
 SELECT jobname, schedule, command FROM cron.job ORDER BY jobname;
+-- la_schedules(): each schedule of this database the caller can see, with pg_cron's
+-- last run (none yet).
+SELECT audience, schedule, active, last_start, last_status, hint FROM la_schedules();
+-- pg_cron records three failed runs, as for a server it cannot connect to (the rows a
+-- failing job leaves, written by hand here): la_schedules() gives the hint, and both it
+-- and la_compute_all() warn.
+INSERT INTO cron.job_run_details (jobid, database, username, command, status, return_message, start_time, end_time)
+SELECT j.jobid, j.database, j.username, j.command, 'failed', 'connection failed', now() - (n || ' minutes')::interval,
+       now() - (n || ' minutes')::interval
+FROM cron.job j, generate_series(1, 3) n WHERE j.jobname = 'linked_audiences:owly_power_users';
+SELECT audience, last_status, last_message, hint FROM la_schedules() WHERE last_status IS NOT NULL;
+SET client_min_messages = warning;
+SELECT count(*) > 0 AS computed FROM la_compute_all();
+RESET client_min_messages;
+-- One success in the last three runs: no warning.
+INSERT INTO cron.job_run_details (jobid, database, username, command, status, return_message, start_time, end_time)
+SELECT j.jobid, j.database, j.username, j.command, 'succeeded', '1 row', now(), now()
+FROM cron.job j WHERE j.jobname = 'linked_audiences:owly_power_users';
+SELECT audience, last_status, hint FROM la_schedules() WHERE last_status IS NOT NULL;
 SELECT la_unschedule('*');
 SELECT la_schedule('no_such', '* * * * *');
 -- Dropping an audience is refused while an activation uses it; then it removes its
