@@ -12,7 +12,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 if [ "$(id -u)" = 0 ]; then
   SERVER_USER=postgres
-  as_server() { runuser -u postgres -- "$@"; }
+  # From /: the postgres user may not be able to enter the current directory.
+  as_server() { (cd / && runuser -u postgres -- "$@"); }
   as_root() { "$@"; }
 else
   SERVER_USER=$(id -un)
