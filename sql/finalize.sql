@@ -300,6 +300,28 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
     SELECT count(*)::integer FROM a;
 $$;
 
+-- Gives claimed rows back without counting an attempt (a consumer shutting down, or told
+-- by the destination to slow down): each is visible again after `after`. Only rows whose
+-- claim is still live are released (a claim whose visibility timeout has passed may
+-- already be another consumer's). Returns how many were released.
+CREATE FUNCTION @extschema@.la_outbox_release(ids uuid[], after interval DEFAULT '0 seconds') RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF after IS NULL OR after < interval '0' THEN
+        RAISE EXCEPTION 'after: must be zero or positive, got %', after USING ERRCODE = '22023';
+    END IF;
+    WITH r AS (
+        UPDATE linked_audiences.outbox_state s
+        SET visible_at = clock_timestamp() + after, attempts = greatest(s.attempts - 1, 0)
+        WHERE s.id = ANY (ids) AND s.status = 'pending' AND s.visible_at > clock_timestamp()
+        RETURNING 1)
+    SELECT count(*)::integer INTO n FROM r;
+    RETURN n;
+END
+$$;
+
 -- Reports a failed delivery: the row becomes visible again after retry_after, doubled
 -- for each earlier attempt (capped at 2^10), or is dead-lettered once it has been
 -- handed out max_attempts times (destination setting, default 10). Returns 'retrying'

@@ -4,6 +4,7 @@
 -- failures; la_compute_all() and la_schedules() warn about a schedule whose last three
 -- runs failed; la_schedule, la_schedule_all and la_unschedule say what to run in
 -- pg_cron's database when pg_cron lives in another one.
+-- Outbox: la_outbox_release gives claimed rows back without counting an attempt.
 \echo Use "ALTER EXTENSION linked_audiences UPDATE TO '0.3.0'" to load this file. \quit
 
 DROP FUNCTION linked_audiences.require_pg_cron();
@@ -213,3 +214,26 @@ BEGIN
         ORDER BY j.jobname $q$;
 END
 $$;
+
+-- Gives claimed rows back without counting an attempt (a consumer shutting down, or told
+-- by the destination to slow down): each is visible again after `after`. Only rows whose
+-- claim is still live are released (a claim whose visibility timeout has passed may
+-- already be another consumer's). Returns how many were released.
+CREATE FUNCTION @extschema@.la_outbox_release(ids uuid[], after interval DEFAULT '0 seconds') RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF after IS NULL OR after < interval '0' THEN
+        RAISE EXCEPTION 'after: must be zero or positive, got %', after USING ERRCODE = '22023';
+    END IF;
+    WITH r AS (
+        UPDATE linked_audiences.outbox_state s
+        SET visible_at = clock_timestamp() + after, attempts = greatest(s.attempts - 1, 0)
+        WHERE s.id = ANY (ids) AND s.status = 'pending' AND s.visible_at > clock_timestamp()
+        RETURNING 1)
+    SELECT count(*)::integer INTO n FROM r;
+    RETURN n;
+END
+$$;
+

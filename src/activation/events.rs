@@ -193,7 +193,7 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation) -> String {
             if let Some(pkc) = table.column(&pk) {
                 joins = format!(
                     " LEFT JOIN {} t ON t.{} = ch.entity_id::{}",
-                    table.quoted, pkc.quoted, pkc.base_type
+                    table.quoted, pkc.quoted, pkc.value_type()
                 );
                 let selected = a
                     .relationships()

@@ -237,7 +237,7 @@ pub fn compile_node(
             pk,
             pk_type: table
                 .column(&profile.primary_key)
-                .map(|c| c.base_type.clone())
+                .map(|c| c.value_type().to_string())
                 .unwrap_or_default(),
             user_id,
         },
@@ -348,7 +348,7 @@ fn class(c: &Column) -> Class {
     match c.category {
         'S' => Class::Text,
         'N' => Class::Number,
-        'D' if c.base_type.starts_with("date") || c.base_type.starts_with("timestamp") => {
+        'D' if c.value_type().starts_with("date") || c.value_type().starts_with("timestamp") => {
             Class::Temporal
         }
         'B' => Class::Bool,
@@ -420,6 +420,18 @@ impl<'a> Compiler<'a> {
 
     fn text_param(&mut self, s: &str) -> String {
         self.param(ParamValue::Text(s.to_string()))
+    }
+
+    /// `$n::type`: every value is typed in the SQL, so preview (which binds text), the
+    /// displayed SQL (which inlines literals) and compute all compare by the same type.
+    fn typed_param(&mut self, s: &str, sql_type: &str) -> String {
+        let p = self.text_param(s);
+        format!("{p}::{sql_type}")
+    }
+
+    /// A value compared with `column`, typed as the column (see `Column::value_type`).
+    fn column_value(&mut self, s: &str, column: &Column) -> String {
+        self.typed_param(s, column.value_type())
     }
 
     // ---- nodes -------------------------------------------------------------------
@@ -689,11 +701,12 @@ impl<'a> Compiler<'a> {
                     let ia = self.alias("i");
                     let cc = col(table, &child_column)?;
                     let key = col(it, &ids.profile_key)?;
-                    let ty = col(it, &ids.type_column)?;
+                    let ty_col = it.column(&ids.type_column)?;
+                    let (ty, eq) = (ty_col.quoted.clone(), ty_col.op("="));
                     let val = col(it, &ids.value_column)?;
-                    let p = self.text_param(&id_type);
+                    let p = self.column_value(&id_type, ty_col);
                     piece.push_str(&format!(
-                        "{it} {ia} JOIN {t} {alias} ON {alias}.{cc} = {ia}.{val} AND {ia}.{ty} = {p}",
+                        "{it} {ia} JOIN {t} {alias} ON {alias}.{cc} = {ia}.{val} AND {ia}.{ty} {eq} {p}",
                         it = it.quoted,
                         t = table.quoted
                     ));
@@ -965,8 +978,10 @@ impl<'a> Compiler<'a> {
             table,
             entity: None,
         };
-        let name = self.text_param(&e.name);
-        let mut conds = vec![format!("{alias}.{name_col} = {name}")];
+        let name_column = table.column(&ev.name_column).expect("checked above");
+        let name = self.column_value(&e.name, name_column);
+        let eq = name_column.op("=");
+        let mut conds = vec![format!("{alias}.{name_col} {eq} {name}")];
         if let Some(w) = &e.within {
             let ts_col = table
                 .column(&ev.timestamp_column)
@@ -1239,6 +1254,9 @@ impl<'a> Compiler<'a> {
             }
         };
         let vp = path_key(&p.path, "value");
+        // The column type's own operators (citext's `=` is case-insensitive); with
+        // case_insensitive both sides are lower()ed text, compared as text.
+        let sym = |name: &str| if ci { name.to_string() } else { column.op(name) };
         match p.op {
             Op::IsNull => format!("({e} IS NULL)"),
             Op::IsNotNull => format!("({e} IS NOT NULL)"),
@@ -1252,7 +1270,7 @@ impl<'a> Compiler<'a> {
                         low(&e)
                     )
                 } else {
-                    format!("{e} = ANY ({list})")
+                    format!("{e} {} ANY ({list})", sym("="))
                 };
                 if p.op == Op::In {
                     format!("({cond})")
@@ -1274,6 +1292,11 @@ impl<'a> Compiler<'a> {
                 let lo = self.literal(&pair[0], &column, cls, &format!("{vp}[0]"));
                 let hi = self.literal(&pair[1], &column, cls, &format!("{vp}[1]"));
                 match (lo, hi) {
+                    (Some(lo), Some(hi))
+                        if column.has_own_op(">=") || column.has_own_op("<=") =>
+                    {
+                        format!("({e} {} {lo} AND {e} {} {hi})", sym(">="), sym("<="))
+                    }
                     (Some(lo), Some(hi)) => format!("({e} BETWEEN {lo} AND {hi})"),
                     _ => FALSE.into(),
                 }
@@ -1293,30 +1316,83 @@ impl<'a> Compiler<'a> {
                 }
             }
             op => {
-                let Some(v) = self.operand(p.value.as_ref(), &column, cls, &vp, row, ancestors)
-                else {
-                    return FALSE.into();
+                // Pattern operators take the value as text, as written (a char(n)
+                // value is not padded or trimmed).
+                let text_value = match p.value.as_ref() {
+                    Some(Operand::Literal(Value::String(t)))
+                        if matches!(
+                            op,
+                            Op::Contains | Op::NotContains | Op::StartsWith | Op::EndsWith
+                        ) =>
+                    {
+                        Some(self.typed_param(t, "pg_catalog.text"))
+                    }
+                    _ => None,
+                };
+                let v = match text_value {
+                    Some(v) => v,
+                    None => match self.operand(p.value.as_ref(), &column, cls, &vp, row, ancestors) {
+                        Some(v) => v,
+                        None => return FALSE.into(),
+                    },
                 };
                 let (l, r) = (low(&e), low(&v));
-                match op {
-                    Op::Equals => format!("({l} = {r})"),
+                let own_eq = !ci && column.has_own_op("=");
+                match p.op {
+                    Op::Equals => format!("({l} {} {r})", sym("=")),
+                    // IS DISTINCT FROM would look `=` up by name, missing the type's own.
+                    Op::NotEquals if own_eq => format!(
+                        "(({l} {} {r}) IS NOT TRUE AND ({l} IS NOT NULL OR {r} IS NOT NULL))",
+                        sym("=")
+                    ),
                     Op::NotEquals => format!("({l} IS DISTINCT FROM {r})"),
-                    Op::Contains => format!("(pg_catalog.strpos({l}, {r}) > 0)"),
-                    Op::NotContains => {
-                        format!("NOT coalesce(pg_catalog.strpos({l}, {r}) > 0, false)")
+                    Op::Contains | Op::NotContains | Op::StartsWith | Op::EndsWith => {
+                        self.pattern(p.op, &e, &v, &column, ci)
                     }
-                    Op::StartsWith => format!("(pg_catalog.starts_with({l}, {r}))"),
-                    Op::EndsWith => {
-                        format!("(pg_catalog.right({l}, pg_catalog.length({r})) = {r})")
-                    }
-                    Op::Gt => format!("({e} > {v})"),
-                    Op::Gte => format!("({e} >= {v})"),
-                    Op::Lt | Op::Before => format!("({e} < {v})"),
-                    Op::Lte => format!("({e} <= {v})"),
-                    Op::After => format!("({e} > {v})"),
+                    Op::Gt | Op::After => format!("({e} {} {v})", sym(">")),
+                    Op::Gte => format!("({e} {} {v})", sym(">=")),
+                    Op::Lt | Op::Before => format!("({e} {} {v})", sym("<")),
+                    Op::Lte => format!("({e} {} {v})", sym("<=")),
                     _ => unreachable!("handled above"),
                 }
             }
+        }
+    }
+
+    /// `contains`, `not_contains`, `starts_with`, `ends_with` on a text column `e`
+    /// against `v`. A type with its own LIKE (citext's is case-insensitive) matches
+    /// with it, the value's `%`, `_` and `\` escaped; any other text type compares as
+    /// text (`char(n)` without its padding).
+    fn pattern(&mut self, op: Op, e: &str, v: &str, column: &Column, ci: bool) -> String {
+        if !ci && column.has_own_op("~~") {
+            let escaped = format!(
+                "pg_catalog.replace(pg_catalog.replace(pg_catalog.replace({v}, '\\', '\\\\'), '%', '\\%'), '_', '\\_')"
+            );
+            let pattern = match op {
+                Op::StartsWith => format!("{escaped} || '%'"),
+                Op::EndsWith => format!("'%' || {escaped}"),
+                _ => format!("'%' || {escaped} || '%'"),
+            };
+            let like = format!("{e} {} ({pattern})::{}", column.op("~~"), column.value_type());
+            return if op == Op::NotContains {
+                format!("NOT coalesce({like}, false)")
+            } else {
+                format!("({like})")
+            };
+        }
+        let low = |s: &str| {
+            if ci {
+                format!("pg_catalog.lower({s})")
+            } else {
+                s.to_string()
+            }
+        };
+        let (l, r) = (low(e), low(v));
+        match op {
+            Op::Contains => format!("(pg_catalog.strpos({l}, {r}) > 0)"),
+            Op::NotContains => format!("NOT coalesce(pg_catalog.strpos({l}, {r}) > 0, false)"),
+            Op::StartsWith => format!("(pg_catalog.starts_with({l}, {r}))"),
+            _ => format!("(pg_catalog.right({l}, pg_catalog.length({r})) = {r})"),
         }
     }
 
@@ -1398,7 +1474,7 @@ impl<'a> Compiler<'a> {
     /// checked by Postgres when the audience is defined.
     fn literal(&mut self, v: &Value, column: &Column, cls: Class, path: &str) -> Option<String> {
         let text = match (cls, v) {
-            (Class::Text, Value::String(s)) => return Some(self.text_param(s)),
+            (Class::Text, Value::String(s)) => return Some(self.column_value(s, column)),
             (Class::Number, Value::Number(n)) => number_text(n),
             (Class::Bool, Value::Bool(b)) => b.to_string(),
             (Class::Temporal, Value::String(s)) => s.clone(),
@@ -1442,10 +1518,9 @@ impl<'a> Compiler<'a> {
         self.checks.push(LiteralCheck {
             path: path.to_string(),
             value: text.to_string(),
-            sql_type: column.base_type.clone(),
+            sql_type: column.value_type().to_string(),
         });
-        let p = self.text_param(text);
-        format!("{p}::{}", column.base_type)
+        self.column_value(text, column)
     }
 
     fn interval(&mut self, text: &str, path: &str) -> String {
@@ -1496,17 +1571,13 @@ impl<'a> Compiler<'a> {
                 self.checks.push(LiteralCheck {
                     path: ip,
                     value: t.clone(),
-                    sql_type: column.base_type.clone(),
+                    sql_type: column.value_type().to_string(),
                 });
             }
             texts.push(t);
         }
         let p = self.param(ParamValue::TextArray(texts));
-        Some(if cls == Class::Text {
-            format!("{p}::pg_catalog.text[]")
-        } else {
-            format!("{p}::{}[]", column.base_type)
-        })
+        Some(format!("{p}::{}[]", column.value_type()))
     }
 
     /// A predicate on an event property: typed by the literal; a property of another
@@ -1555,7 +1626,7 @@ impl<'a> Compiler<'a> {
                     let p = c.text_param(&n.to_string());
                     Some(("number", format!("{p}::pg_catalog.numeric")))
                 }
-                Value::String(t) => Some(("string", c.text_param(t))),
+                Value::String(t) => Some(("string", c.typed_param(t, "pg_catalog.text"))),
                 Value::Bool(b) => {
                     let p = c.text_param(&b.to_string());
                     Some(("boolean", format!("{p}::pg_catalog.bool")))
@@ -1624,7 +1695,7 @@ impl<'a> Compiler<'a> {
                         format!("\"{}\" compares with a string", p.op.name()),
                     ));
                 };
-                let v = self.text_param(t);
+                let v = self.typed_param(t, "pg_catalog.text");
                 let (l, r) = (low(&s), low(&v));
                 let body = match p.op {
                     Op::Contains | Op::NotContains => format!("pg_catalog.strpos({l}, {r}) > 0"),

@@ -47,7 +47,10 @@ pub fn array_literal(items: &[String]) -> String {
 }
 
 /// Replaces `$n` placeholders outside quoted identifiers and literals with the quoted
-/// values, giving SQL a user can run as is.
+/// values, giving SQL a user can run as is. Only for display: the compiler writes every
+/// placeholder with its cast (`$1::public.citext`), so the literal is typed as the
+/// parameter is (`'ann@example.com'::public.citext`) and the displayed SQL compares as
+/// preview and compute do.
 pub fn inline(sql: &str, params: &[ParamValue]) -> String {
     let mut out = String::with_capacity(sql.len());
     let chars: Vec<char> = sql.chars().collect();
@@ -85,10 +88,8 @@ pub fn inline(sql: &str, params: &[ParamValue]) -> String {
                 .unwrap_or(0);
             match n.checked_sub(1).and_then(|k| params.get(k)) {
                 Some(ParamValue::Text(s)) => out.push_str(&quote_literal(s)),
-                Some(ParamValue::TextArray(a)) => {
-                    out.push_str(&quote_literal(&array_literal(a)));
-                    out.push_str("::text[]");
-                }
+                // The SQL casts every parameter to its type: the literal takes it.
+                Some(ParamValue::TextArray(a)) => out.push_str(&quote_literal(&array_literal(a))),
                 None => out.extend(&chars[i..j]),
             }
             i = j;
@@ -129,7 +130,7 @@ mod tests {
             .collect();
         assert_eq!(
             inline(sql, &params),
-            "SELECT 'v1''', '$1', \"$2\", 'v10'''::numeric, '{\"x\"}'::text[]"
+            "SELECT 'v1''', '$1', \"$2\", 'v10'''::numeric, '{\"x\"}'"
         );
     }
 }

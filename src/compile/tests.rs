@@ -61,24 +61,24 @@ fn err_with(
 #[test]
 fn trait_predicates() {
     let c = ok(json!({"trait": "plan", "op": "equals", "value": "premium"}));
-    assert_eq!(c.condition, "(p.plan = $1)");
+    assert_eq!(c.condition, "(p.plan = $1::text)");
     assert_eq!(texts(&c), vec!["premium"]);
     assert_eq!(
         c.members_sql(),
-        "SELECT p.id::pg_catalog.text AS profile_id\nFROM public.profiles p\nWHERE (p.plan = $1)"
+        "SELECT p.id::pg_catalog.text AS profile_id\nFROM public.profiles p\nWHERE (p.plan = $1::text)"
     );
 
     let c =
         ok(json!({"trait": "plan", "op": "not_equals", "value": "free", "case_insensitive": true}));
     assert_eq!(
         c.condition,
-        "(pg_catalog.lower(p.plan) IS DISTINCT FROM pg_catalog.lower($1))"
+        "(pg_catalog.lower(p.plan) IS DISTINCT FROM pg_catalog.lower($1::text))"
     );
 
     let c = ok(json!({"trait": "plan", "op": "not_in", "value": ["free", "trial"]}));
     assert_eq!(
         c.condition,
-        "NOT coalesce(p.plan = ANY ($1::pg_catalog.text[]), false)"
+        "NOT coalesce(p.plan = ANY ($1::text[]), false)"
     );
     assert_eq!(texts(&c), vec!["[\"free\", \"trial\"]"]);
 
@@ -98,7 +98,7 @@ fn trait_predicates() {
     let c = ok(json!({"trait": "email", "op": "ends_with", "value": "@example.com"}));
     assert_eq!(
         c.condition,
-        "(pg_catalog.right(p.email, pg_catalog.length($1)) = $1)"
+        "(pg_catalog.right(p.email, pg_catalog.length($1::pg_catalog.text)) = $1::pg_catalog.text)"
     );
 
     let c = ok(json!({"trait": "email", "op": "equals", "value": {"ref": "profile.user_id"}}));
@@ -116,13 +116,13 @@ fn relationships_compile_to_semi_joins() {
     );
     assert_eq!(
         c.condition,
-        "EXISTS (SELECT 1 FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id WHERE r1.id = p.household_id AND (r2.type = $1))"
+        "EXISTS (SELECT 1 FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id WHERE r1.id = p.household_id AND (r2.type = $1::text))"
     );
     assert_eq!(c.relationships, vec!["pets"]);
     assert_eq!(c.entity_selects.len(), 1);
     assert_eq!(
         c.entity_selects[0].where_sql(),
-        "r1.id = p.household_id AND (r2.type = $1)"
+        "r1.id = p.household_id AND (r2.type = $1::text)"
     );
 
     // An external id: the identifiers table joins the profile.
@@ -131,7 +131,7 @@ fn relationships_compile_to_semi_joins() {
         {"column": "tier", "op": "equals", "value": "premium"}]}}));
     assert_eq!(
         c.condition,
-        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1 JOIN public.subscriptions r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND ((r3.status = $2) AND (r3.tier = $3)))"
+        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1::text JOIN public.subscriptions r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND ((r3.status = $2::text) AND (r3.tier = $3::text)))"
     );
     assert_eq!(texts(&c), vec!["email", "active", "premium"]);
 
@@ -184,12 +184,12 @@ fn pass_through_rows_are_left_out_when_a_foreign_key_allows() {
     let c = compile_with(&cat, cats);
     assert_eq!(
         c.condition,
-        "EXISTS (SELECT 1 FROM public.pets r2 WHERE r2.household_id = p.household_id AND (r2.type = $1))"
+        "EXISTS (SELECT 1 FROM public.pets r2 WHERE r2.household_id = p.household_id AND (r2.type = $1::text))"
     );
     // Entity selects keep the whole path (they name the household's rows too).
     assert_eq!(
         c.entity_selects[0].where_sql(),
-        "r1.id = p.household_id AND (r2.type = $1)"
+        "r1.id = p.household_id AND (r2.type = $1::text)"
     );
     // Counts stay exact: the household's key is unique.
     let c = compile_with(
@@ -244,7 +244,7 @@ fn event_counts_read_members_straight_from_events_when_a_foreign_key_allows() {
     let c = compile_with(&cat, twice.clone());
     assert_eq!(
         c.members_sql(),
-        "SELECT g2.k::pg_catalog.text AS profile_id\nFROM (SELECT e1.profile_id AS k FROM public.events e1 WHERE e1.event = $1 AND e1.timestamp >= pg_catalog.now() - $2::pg_catalog.interval GROUP BY 1 HAVING pg_catalog.count(*) >= $3::pg_catalog.int8) g2\nWHERE g2.k IS NOT NULL"
+        "SELECT g2.k::pg_catalog.text AS profile_id\nFROM (SELECT e1.profile_id AS k FROM public.events e1 WHERE e1.event = $1::text AND e1.timestamp >= pg_catalog.now() - $2::pg_catalog.interval GROUP BY 1 HAVING pg_catalog.count(*) >= $3::pg_catalog.int8) g2\nWHERE g2.k IS NOT NULL"
     );
     assert_eq!(
         c.count_sql(),
@@ -281,7 +281,7 @@ fn counts_group_and_having() {
         "relationships": [{"relationship": "transactions", "count": {"more_than": 5}}]}));
     assert_eq!(
         c.condition,
-        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1 JOIN public.credit_cards r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND (r3.name = $2) AND EXISTS (SELECT 1 FROM (SELECT r4.card_id AS k FROM public.transactions r4 GROUP BY 1 HAVING pg_catalog.count(*) > $3::pg_catalog.int8) g5 WHERE g5.k = r3.id))"
+        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1::text JOIN public.credit_cards r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND (r3.name = $2::text) AND EXISTS (SELECT 1 FROM (SELECT r4.card_id AS k FROM public.transactions r4 GROUP BY 1 HAVING pg_catalog.count(*) > $3::pg_catalog.int8) g5 WHERE g5.k = r3.id))"
     );
     // The nested node's entities are reached through Owly Cards.
     let tx = c
@@ -361,7 +361,7 @@ fn events_and_windows() {
     );
     assert_eq!(
         c.condition,
-        "EXISTS (SELECT 1 FROM (SELECT e1.profile_id AS k FROM public.events e1 WHERE e1.event = $1 AND e1.\"timestamp\" >= pg_catalog.now() - $2::pg_catalog.interval AND CASE WHEN pg_catalog.jsonb_typeof((e1.properties::pg_catalog.jsonb #> $3::pg_catalog.text[])) = 'number' THEN coalesce(((e1.properties::pg_catalog.jsonb #> $3::pg_catalog.text[]))::pg_catalog.numeric > $4::pg_catalog.numeric, false) ELSE false END GROUP BY 1 HAVING pg_catalog.count(*) >= $5::pg_catalog.int8) g2 WHERE g2.k = p.id)"
+        "EXISTS (SELECT 1 FROM (SELECT e1.profile_id AS k FROM public.events e1 WHERE e1.event = $1::text AND e1.\"timestamp\" >= pg_catalog.now() - $2::pg_catalog.interval AND CASE WHEN pg_catalog.jsonb_typeof((e1.properties::pg_catalog.jsonb #> $3::pg_catalog.text[])) = 'number' THEN coalesce(((e1.properties::pg_catalog.jsonb #> $3::pg_catalog.text[]))::pg_catalog.numeric > $4::pg_catalog.numeric, false) ELSE false END GROUP BY 1 HAVING pg_catalog.count(*) >= $5::pg_catalog.int8) g2 WHERE g2.k = p.id)"
             .replace("e1.\"timestamp\"", "e1.timestamp")
     );
     let c = ok(

@@ -3,7 +3,6 @@
 
 use super::{entity_diff_sql, entity_pairs_sql, membership_diff_sql, MEMBERS_TABLE, PAIRS_TABLE};
 use crate::audience::spi::{args, compile_checked, load_env, require};
-use crate::compile::sql::inline;
 use crate::compile::sql::ParamValue;
 use crate::json::Doc;
 use crate::sql::{internal, jsonb_row, jsonb_write};
@@ -51,10 +50,7 @@ fn compute_audience(key: &str) -> JsonB {
     params.push(ParamValue::Text(run.to_string()));
     let run_param = format!("${}::pg_catalog.int8", params.len());
 
-    let members = materialize(
-        MEMBERS_TABLE,
-        &inline(&compiled.members_sql(), &compiled.params),
-    );
+    let members = materialize(MEMBERS_TABLE, &compiled.members_sql(), &compiled.params);
     let m = ok_or_raise(jsonb_write(
         &membership_diff_sql(MEMBERS_TABLE, &audience, &run_param),
         &args(&params),
@@ -94,7 +90,8 @@ fn compute_audience(key: &str) -> JsonB {
         let rel_param = format!("${}", p.len());
         materialize(
             PAIRS_TABLE,
-            &inline(&entity_pairs_sql(&compiled, &selects, &audience), &params),
+            &entity_pairs_sql(&compiled, &selects, &audience),
+            &params,
         );
         let e = ok_or_raise(jsonb_write(
             &entity_diff_sql(PAIRS_TABLE, &audience, &run_param, &rel_param),
@@ -168,16 +165,16 @@ fn compute_audience(key: &str) -> JsonB {
     }))
 }
 
-/// Materializes a SELECT (its values inlined as quoted literals) in a temporary table
-/// dropped at commit, replacing the one a previous compute of this transaction left;
-/// returns its row count.
+/// Materializes a SELECT, its parameters bound (never spliced into the SQL), in a
+/// temporary table dropped at commit, replacing the one a previous compute of this
+/// transaction left; returns its row count.
 ///
 /// Postgres prices each row a parallel worker hands to the leader
 /// (`parallel_tuple_cost`, 0.1) so high that a `CREATE TABLE AS` returning many rows
 /// is planned serially, though it runs about twice as fast in parallel (cat_owners at
 /// scale 10: 574 ms serially, 318 ms with two workers). For this one statement the
 /// price is lowered, then the caller's setting is put back.
-fn materialize(table: &str, select: &str) -> i64 {
+fn materialize(table: &str, select: &str, params: &[ParamValue]) -> i64 {
     let setting = ok_or_raise(jsonb_row(
         "SELECT pg_catalog.to_jsonb(pg_catalog.current_setting('parallel_tuple_cost'))",
         &[],
@@ -188,18 +185,17 @@ fn materialize(table: &str, select: &str) -> i64 {
         "SELECT pg_catalog.to_jsonb(pg_catalog.to_regclass($1) IS NOT NULL)",
         &[table.into()],
     ));
-    let drop = if left_over == Some(Value::Bool(true)) {
-        format!("DROP TABLE {table}; ")
-    } else {
-        String::new()
-    };
     let rows = ok_or_raise(
         Spi::connect_mut(|client| {
+            if left_over == Some(Value::Bool(true)) {
+                client.update(format!("DROP TABLE {table}").as_str(), None, &[])?;
+            }
+            client.update("SET LOCAL parallel_tuple_cost = 0.01", None, &[])?;
             client
                 .update(
-                    format!("{drop}SET LOCAL parallel_tuple_cost = 0.01; CREATE TEMPORARY TABLE {table} ON COMMIT DROP AS {select}").as_str(),
+                    format!("CREATE TEMPORARY TABLE {table} ON COMMIT DROP AS {select}").as_str(),
                     None,
-                    &[],
+                    &args(params),
                 )
                 .map(|t| t.len() as i64)
         })

@@ -18,6 +18,45 @@ pub struct Column {
     pub type_oid: u32,
     /// `pg_type.typcategory` of the column's type (domains: of their base type).
     pub category: char,
+    /// The type a value compared with this column is cast to: a domain's base type (its
+    /// CHECK must not reject a comparison value), without a modifier, and where "no
+    /// modifier" would mean a length of one, the unlimited type (`pg_catalog.bpchar`,
+    /// since `'abc'::character` is `'a'`). Qualified where the type lives outside
+    /// pg_catalog (`public.citext`). Empty in hand-made snapshots: `base_type` then.
+    #[serde(default)]
+    pub param_type: String,
+    /// The comparison operators of `param_type` that live outside pg_catalog (an
+    /// extension type's, such as citext's case-insensitive `=`), by name, written
+    /// `OPERATOR(schema.op)`. Every function pins `search_path = pg_catalog, pg_temp`,
+    /// where an unqualified `=` would not find them and Postgres would silently compare
+    /// as text instead.
+    #[serde(default)]
+    pub operators: BTreeMap<String, String>,
+}
+
+impl Column {
+    /// The type a comparison value is cast to (see `param_type`).
+    pub fn value_type(&self) -> &str {
+        if self.param_type.is_empty() {
+            &self.base_type
+        } else {
+            &self.param_type
+        }
+    }
+
+    /// The operator `name` as it must be written for this column's type: qualified
+    /// when the type brings its own, else as is (resolved in pg_catalog).
+    pub fn op(&self, name: &str) -> String {
+        self.operators
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_string())
+    }
+
+    /// Whether the type brings its own operator `name` (outside pg_catalog).
+    pub fn has_own_op(&self, name: &str) -> bool {
+        self.operators.contains_key(name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -204,6 +243,8 @@ pub mod tests {
             base_type: ty.into(),
             type_oid: oid,
             category: cat,
+            param_type: String::new(),
+            operators: BTreeMap::new(),
         }
     }
 

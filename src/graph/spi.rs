@@ -26,9 +26,29 @@ SELECT coalesce(pg_catalog.jsonb_agg((
                        'type_name', pg_catalog.format_type(a.atttypid, a.atttypmod),
                        'base_type', pg_catalog.format_type(a.atttypid, NULL),
                        'type_oid', a.atttypid::pg_catalog.int8,
-                       'category', t.typcategory) ORDER BY a.attnum)
+                       'category', t.typcategory,
+                       'param_type', CASE bt.oid
+                           WHEN 'pg_catalog.bpchar'::pg_catalog.regtype THEN 'pg_catalog.bpchar'
+                           WHEN 'pg_catalog.bit'::pg_catalog.regtype THEN 'pg_catalog.varbit'
+                           ELSE pg_catalog.format_type(bt.oid, NULL) END,
+                       'operators', (
+                           SELECT coalesce(pg_catalog.jsonb_object_agg(o.oprname,
+                                      pg_catalog.format('OPERATOR(%I.%s)', ons.nspname, o.oprname)), '{}')
+                           FROM pg_catalog.pg_operator o
+                           JOIN pg_catalog.pg_namespace ons ON ons.oid = o.oprnamespace
+                           WHERE o.oprleft = bt.oid AND o.oprright = bt.oid
+                             AND o.oprname IN ('=', '<>', '<', '<=', '>', '>=', '~~')
+                             AND ons.nspname OPERATOR(pg_catalog.<>) 'pg_catalog')) ORDER BY a.attnum)
             FROM pg_catalog.pg_attribute a
             JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+            -- A domain's base type, through domains over domains.
+            CROSS JOIN LATERAL (
+                WITH RECURSIVE d(oid, typtype, base) AS (
+                    SELECT t.oid, t.typtype, t.typbasetype
+                    UNION ALL
+                    SELECT x.oid, x.typtype, x.typbasetype
+                    FROM d JOIN pg_catalog.pg_type x ON x.oid = d.base WHERE d.typtype = 'd')
+                SELECT d.oid FROM d WHERE d.typtype <> 'd') bt
             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
         'indexed', (
             SELECT coalesce(pg_catalog.jsonb_agg(DISTINCT a.attname), '[]')

@@ -117,6 +117,23 @@ DO $$ BEGIN
 EXCEPTION WHEN undefined_object THEN RAISE NOTICE 'a dead row cannot fail again: %', SQLSTATE;
 END $$;
 SELECT la_outbox_read('nowhere');
+-- Release: claimed rows go back without counting an attempt, visible again after `after`.
+SELECT la_define_audience('everyone', '{"all": []}') IS NOT NULL AS defined;
+SELECT la_create_destination('relay', 'segment') IS NOT NULL AS created;
+SELECT la_activate('everyone', 'relay', 'Audience Entered') > 0 AS activated;
+SET client_min_messages = warning;
+SELECT la_compute_audience('everyone')->'events_written' AS events;
+RESET client_min_messages;
+CREATE TEMP TABLE claimed AS SELECT id, aggregateid, attempts FROM la_outbox_read('relay', 2);
+SELECT aggregateid, attempts FROM claimed ORDER BY aggregateid;
+SELECT la_outbox_release(ARRAY(SELECT id FROM claimed WHERE aggregateid = 'u-1')) AS released;
+SELECT la_outbox_release(ARRAY(SELECT id FROM claimed WHERE aggregateid = 'u-2'), '1 hour') AS released_for_an_hour;
+SELECT aggregateid, attempts FROM la_outbox_read('relay', 10) ORDER BY aggregateid;
+SELECT la_outbox_release(ARRAY(SELECT id FROM claimed WHERE aggregateid = 'u-1')) AS released_again;
+SELECT la_outbox_release(ARRAY(SELECT id FROM claimed), '-1 second');
+SELECT s.attempts, s.visible_at > now() + interval '50 minutes' AS hidden_for_an_hour
+FROM linked_audiences.outbox_state s JOIN claimed c USING (id) WHERE c.aggregateid = 'u-2';
+DROP TABLE claimed;
 -- Pruning removes acknowledged rows only.
 SELECT la_outbox_prune('0 seconds') AS pruned;
 SELECT count(*) AS braze_rows_left FROM linked_audiences.outbox WHERE destination = 'braze';

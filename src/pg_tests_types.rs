@@ -1,0 +1,189 @@
+//! The type matrix (`cargo pgrx test`): for columns of many types, on the profile and
+//! on an entity, every operator that applies gives the same members four ways: the
+//! count preview reports, the rows of the SQL `la_audience_sql` displays, the members
+//! a compute stores, and a hand-written query that uses the column type's own
+//! semantics (citext compares case-insensitively, `char(n)` ignores trailing blanks, a
+//! domain's CHECK does not reject a comparison value...).
+
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+    use pgrx::JsonB;
+    use serde_json::{json, Value};
+
+    const WAREHOUSE: &str = r#"
+CREATE EXTENSION IF NOT EXISTS citext SCHEMA public;
+CREATE DOMAIN public.short_code AS text CHECK (length(VALUE) <= 3);
+CREATE TYPE public.mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE public.tm_profiles (
+    id bigint PRIMARY KEY,
+    email public.citext, code char(5), label varchar(10), mood public.mood, sc public.short_code,
+    uid uuid, i2 smallint, i4 integer, i8 bigint, num numeric(10,2), r4 real, r8 double precision,
+    d date, ts timestamp, tstz timestamptz, b boolean, t text);
+CREATE TABLE public.tm_items (LIKE public.tm_profiles, profile_id bigint);
+ALTER TABLE public.tm_items ADD PRIMARY KEY (id);
+INSERT INTO public.tm_profiles VALUES
+ (1, 'Ann@Example.com', 'ab', 'Cat', 'sad', 'abc', '00000000-0000-0000-0000-000000000001', 1, 10, 100, 1.50, 0.1, 0.1,
+  '2026-01-01', '2026-01-01 10:00', '2026-01-01 10:00+00', true, 'Ann'),
+ (2, 'bob@example.com', 'AB', 'cat', 'ok', 'xy', '00000000-0000-0000-0000-000000000002', 2, 20, 200, 2.25, 1.5, 1.5,
+  '2026-02-01', '2026-02-01 10:00', '2026-02-01 10:00+00', false, 'bob'),
+ (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ (4, 'ANN@EXAMPLE.COM', 'abc', 'dog%', 'happy', 'a', '00000000-0000-0000-0000-000000000004', -1, -10, -100, -0.50, 2.5, 2.5,
+  '2025-12-31', '2025-12-31 23:59', '2025-12-31 23:59+00', true, 'ANN'),
+ (5, 'Annie@x.org', 'ab ', 'd_g', 'ok', 'xyz', '00000000-0000-0000-0000-000000000005', 3, 30, 300, 3.00, 3.5, 3.5,
+  '2026-03-01', '2026-03-01 00:00', '2026-03-01 00:00+00', false, 'annie');
+INSERT INTO public.tm_items SELECT p.*, p.id FROM public.tm_profiles p;
+UPDATE public.tm_items SET id = id + 100;
+"#;
+
+    const GRAPH: &str = r#"{
+      "entities": [{"slug": "items", "table_ref": "public.tm_items", "primary_key": "id"}],
+      "profile": {"table_ref": "public.tm_profiles", "primary_key": "id",
+                  "relationships": [{"slug": "items", "related_entity": "items",
+                                     "trait": {"name": "id", "join_key": "profile_id"}}]}}"#;
+
+    /// (column, operator, value, hand-written predicate over `{c}`).
+    fn cases() -> Vec<(&'static str, &'static str, Value, &'static str)> {
+        vec![
+            // citext: case-insensitive everywhere.
+            ("email", "equals", json!("ann@example.com"), "{c} = 'ann@example.com'::citext"),
+            ("email", "not_equals", json!("ann@example.com"), "{c} IS DISTINCT FROM 'ann@example.com'::citext"),
+            ("email", "in", json!(["ANN@example.com", "BOB@EXAMPLE.COM"]), "{c} IN ('ann@example.com'::citext, 'bob@example.com'::citext)"),
+            ("email", "not_in", json!(["ann@example.com"]), "{c} IS NULL OR {c} <> 'ann@example.com'::citext"),
+            ("email", "contains", json!("EXAMPLE"), "{c} ILIKE '%example%'"),
+            ("email", "not_contains", json!("EXAMPLE"), "{c} IS NULL OR {c} NOT ILIKE '%example%'"),
+            ("email", "starts_with", json!("ANN"), "{c} ILIKE 'ann%'"),
+            ("email", "ends_with", json!(".COM"), "{c} ILIKE '%.com'"),
+            ("email", "is_null", Value::Null, "{c} IS NULL"),
+            ("t", "equals", json!("ann"), "{c} = 'ann'"),
+            // char(n): trailing blanks ignored; pattern operators compare as text.
+            ("code", "equals", json!("ab"), "{c} = 'ab'::bpchar"),
+            ("code", "equals", json!("ab   "), "{c} = 'ab'::bpchar"),
+            ("code", "equals", json!("abc"), "{c} = 'abc'::bpchar"),
+            ("code", "in", json!(["abc", "AB"]), "{c} IN ('abc'::bpchar, 'AB'::bpchar)"),
+            ("code", "not_equals", json!("ab"), "{c} IS DISTINCT FROM 'ab'::bpchar"),
+            ("code", "ends_with", json!("b"), "{c}::text LIKE '%b'"),
+            ("code", "starts_with", json!("ab"), "{c}::text LIKE 'ab%'"),
+            ("code", "contains", json!("b "), "false"),
+            // varchar: LIKE's wildcards in a value are plain characters.
+            ("label", "equals", json!("cat"), "{c} = 'cat'"),
+            ("label", "contains", json!("%"), "strpos({c}, '%') > 0"),
+            ("label", "starts_with", json!("d_"), "{c} LIKE 'd\\_%'"),
+            ("label", "equals", json!("Cat"), "{c} = 'Cat'"),
+            // enum and domain.
+            ("mood", "equals", json!("ok"), "{c} = 'ok'::mood"),
+            ("mood", "not_in", json!(["sad", "happy"]), "{c} IS NULL OR {c} NOT IN ('sad', 'happy')"),
+            ("mood", "in", json!(["sad", "happy"]), "{c} IN ('sad', 'happy')"),
+            ("sc", "equals", json!("abc"), "{c} = 'abc'"),
+            ("sc", "equals", json!("abcdef"), "false"),
+            ("sc", "in", json!(["xy", "much too long"]), "{c} = 'xy'"),
+            ("sc", "starts_with", json!("xy"), "{c} LIKE 'xy%'"),
+            // uuid.
+            ("uid", "equals", json!("00000000-0000-0000-0000-000000000002"), "{c} = '00000000-0000-0000-0000-000000000002'::uuid"),
+            ("uid", "not_in", json!(["00000000-0000-0000-0000-000000000002"]), "{c} IS NULL OR {c} <> '00000000-0000-0000-0000-000000000002'::uuid"),
+            // integers, numeric, floating point.
+            ("i2", "equals", json!(2), "{c} = 2"),
+            ("i2", "between", json!([0, 2]), "{c} BETWEEN 0 AND 2"),
+            ("i4", "gt", json!(10), "{c} > 10"),
+            ("i4", "in", json!([10, 30]), "{c} IN (10, 30)"),
+            ("i8", "lte", json!(100), "{c} <= 100"),
+            ("i8", "not_equals", json!(100), "{c} IS DISTINCT FROM 100"),
+            ("num", "equals", json!(1.5), "{c} = 1.5"),
+            ("num", "gt", json!(2.245), "{c} > 2.245"),
+            ("num", "lt", json!(0), "{c} < 0"),
+            ("r4", "equals", json!(0.1), "{c} = '0.1'::real"),
+            ("r4", "between", json!([1.5, 2.5]), "{c} BETWEEN 1.5 AND 2.5"),
+            ("r8", "equals", json!(0.1), "{c} = 0.1::float8"),
+            ("r8", "gte", json!(2.5), "{c} >= 2.5"),
+            // dates and times.
+            ("d", "equals", json!("2026-01-01"), "{c} = '2026-01-01'::date"),
+            ("d", "before", json!("2026-01-01"), "{c} < '2026-01-01'::date"),
+            ("d", "between", json!(["2026-01-01", "2026-02-01"]), "{c} BETWEEN '2026-01-01' AND '2026-02-01'"),
+            ("ts", "after", json!("2026-01-01T10:00:00"), "{c} > '2026-01-01 10:00'::timestamp"),
+            ("ts", "equals", json!("2026-03-01"), "{c} = '2026-03-01'::timestamp"),
+            ("tstz", "gte", json!("2026-02-01T10:00:00Z"), "{c} >= '2026-02-01 10:00+00'::timestamptz"),
+            ("tstz", "within_last", json!("100000 days"), "{c} >= now() - '100000 days'::interval"),
+            ("tstz", "not_within_last", json!("1 day"), "{c} < now() - '1 day'::interval"),
+            // boolean.
+            ("b", "equals", json!(true), "{c}"),
+            ("b", "not_equals", json!(true), "{c} IS NOT TRUE"),
+            ("b", "in", json!([false]), "{c} = false"),
+        ]
+    }
+
+    fn ids(sql: &str) -> Vec<i64> {
+        let got = Spi::get_one::<JsonB>(&format!(
+            "SELECT coalesce(jsonb_agg(x ORDER BY x), '[]') FROM (SELECT profile_id::bigint AS x FROM ({sql}) s) q"
+        ))
+        .unwrap_or_else(|e| panic!("{e}: {sql}"))
+        .unwrap()
+        .0;
+        serde_json::from_value(got).unwrap()
+    }
+
+    #[pg_test]
+    fn every_type_and_operator_agrees_four_ways() {
+        Spi::run(WAREHOUSE).unwrap();
+        Spi::run_with_args(
+            "SELECT la_define_data_graph($1)",
+            &[JsonB(serde_json::from_str(GRAPH).unwrap()).into()],
+        )
+        .unwrap();
+        let mut checked = 0;
+        for (column, op, value, hand) in cases() {
+            let mut pred = json!({"op": op});
+            if !value.is_null() {
+                pred["value"] = value.clone();
+            }
+            let mut on_trait = pred.clone();
+            on_trait["trait"] = json!(column);
+            let mut on_entity = pred.clone();
+            on_entity["column"] = json!(column);
+            let shapes = [
+                (on_trait, format!("SELECT id::text AS profile_id FROM public.tm_profiles p WHERE coalesce(({}), false)",
+                                   hand.replace("{c}", &format!("p.{column}")))),
+                (json!({"relationship": "items", "where": on_entity}),
+                 format!("SELECT id::text AS profile_id FROM public.tm_profiles p WHERE EXISTS (SELECT 1 FROM public.tm_items x WHERE x.profile_id = p.id AND coalesce(({}), false))",
+                         hand.replace("{c}", &format!("x.{column}")))),
+            ];
+            for (def, hand_sql) in shapes {
+                let what = format!("{column} {op} {value} as {def}");
+                let expected = ids(&format!("SELECT * FROM ({hand_sql}) h"));
+                let preview = Spi::get_one_with_args::<JsonB>(
+                    "SELECT la_preview_audience($1::jsonb, 0)",
+                    &[JsonB(def.clone()).into()],
+                )
+                .unwrap_or_else(|e| panic!("{what}: {e}"))
+                .unwrap()
+                .0;
+                assert_eq!(preview["count"], json!(expected.len()), "preview count, {what}");
+                let shown = Spi::get_one_with_args::<String>(
+                    "SELECT la_audience_sql($1::jsonb)",
+                    &[JsonB(def.clone()).into()],
+                )
+                .unwrap()
+                .unwrap();
+                assert_eq!(ids(&shown), expected, "displayed SQL, {what}:\n{shown}");
+                Spi::run_with_args(
+                    "SELECT la_define_audience('tm', $1::jsonb)",
+                    &[JsonB(def.clone()).into()],
+                )
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let run = Spi::get_one::<JsonB>("SELECT la_compute_audience('tm')").unwrap().unwrap().0;
+                assert_eq!(run.get("status"), None, "compute failed, {what}: {run}");
+                let members = ids(
+                    "SELECT m.profile_id FROM linked_audiences.audience_members m
+                     JOIN linked_audiences.audience a ON a.id = m.audience_id WHERE a.key = 'tm'",
+                );
+                assert_eq!(members, expected, "computed members, {what}");
+                checked += 1;
+            }
+        }
+        // The reference itself means what the semantics say, on a few cases.
+        let email = ids("SELECT id::text AS profile_id FROM public.tm_profiles WHERE email = 'ann@example.com'::citext");
+        assert_eq!(email, vec![1, 4]);
+        let code = ids("SELECT id::text AS profile_id FROM public.tm_profiles WHERE code = 'ab'::bpchar");
+        assert_eq!(code, vec![1, 5]);
+        assert_eq!(checked, cases().len() * 2);
+    }
+}
