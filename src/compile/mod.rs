@@ -220,7 +220,9 @@ pub fn compile_node(
         collect: true,
         top_event: matches!(node.kind, NodeKind::Event(_)),
         direct: None,
+        reads: Vec::new(),
     };
+    c.read("$".into(), table);
     let scope = vec![Row {
         slug: "profile".into(),
         alias: "p".into(),
@@ -228,6 +230,7 @@ pub fn compile_node(
         entity: None,
     }];
     let condition = c.node(node, &scope);
+    c.unreadable_tables();
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
@@ -287,6 +290,9 @@ struct Chain<'a> {
     /// The same path without its first row, when a foreign key makes that row a pure
     /// pass-through (see `passes_through`): usable when nothing refers to `dropped`.
     short: Option<Short>,
+    /// Every table the path joins (entities, junctions, identifiers), even those an
+    /// optimization leaves out.
+    tables: Vec<&'a Table>,
 }
 
 /// A chain's `from` and `anchor` with its first row left out.
@@ -397,6 +403,10 @@ struct Compiler<'a> {
     collect: bool,
     /// The definition is one event condition: it may yield a direct members query.
     top_event: bool,
+    /// Every table the audience reads, with the JSON path of the node that reads it
+    /// first, including tables an optimization leaves out of the SQL: the caller must be
+    /// able to read each (its grants and row-level security decide the members).
+    reads: Vec<(String, &'a Table)>,
     direct: Option<String>,
 }
 
@@ -406,6 +416,35 @@ impl<'a> Compiler<'a> {
     fn problem(&mut self, p: Problem) -> String {
         self.problems.push(p);
         FALSE.to_string()
+    }
+
+    /// Notes that the audience reads `table` for the node at `path`.
+    fn read(&mut self, path: String, table: &'a Table) {
+        if !self.reads.iter().any(|(_, t)| t.quoted == table.quoted) {
+            self.reads.push((path, table));
+        }
+    }
+
+    /// A problem (42501) for each table the audience reads that the caller may not.
+    fn unreadable_tables(&mut self) {
+        let denied: Vec<Problem> = self
+            .reads
+            .iter()
+            .filter(|(_, t)| !t.readable)
+            .map(|(path, t)| {
+                Problem::new(
+                    Kind::InsufficientPrivilege,
+                    path.as_str(),
+                    format!("permission denied for table {}", t.display()),
+                )
+                .with_hint(format!(
+                    "This audience reads {}: the role that previews or computes it needs SELECT on it (GRANT SELECT ON {} TO ...).",
+                    t.display(),
+                    t.quoted
+                ))
+            })
+            .collect();
+        self.problems.extend(denied);
     }
 
     fn alias(&mut self, prefix: &str) -> String {
@@ -602,6 +641,7 @@ impl<'a> Compiler<'a> {
         let mut from = String::new();
         let mut conds = Vec::new();
         let mut rows: Vec<Row<'a>> = Vec::new();
+        let mut tables: Vec<&'a Table> = Vec::new();
         let (mut anchor, mut outer) = (String::new(), String::new());
         let mut may_repeat = false;
         let mut short: Option<Short> = None;
@@ -633,6 +673,7 @@ impl<'a> Compiler<'a> {
                 )));
                 return None;
             };
+            tables.push(table);
             let alias = self.alias("r");
             let parent = if i == 0 {
                 scope.last().cloned()?
@@ -698,6 +739,7 @@ impl<'a> Compiler<'a> {
                     let profile = graph.profile.as_ref()?;
                     let ids = profile.identifiers.as_ref()?;
                     let it = cat.table(&ids.table_ref)?;
+                    tables.push(it);
                     let ia = self.alias("i");
                     let cc = col(table, &child_column)?;
                     let key = col(it, &ids.profile_key)?;
@@ -721,6 +763,7 @@ impl<'a> Compiler<'a> {
                     child_column,
                 } => {
                     let jt = cat.table(&table_ref)?;
+                    tables.push(jt);
                     let ja = self.alias("j");
                     let pc = col(parent.table, &parent_column)?;
                     let lc = col(jt, &left_column)?;
@@ -777,6 +820,7 @@ impl<'a> Compiler<'a> {
             rows,
             may_repeat,
             short,
+            tables,
         })
     }
 
@@ -795,6 +839,9 @@ impl<'a> Compiler<'a> {
         let Some(chain) = self.chain(&hops, scope) else {
             return FALSE.into();
         };
+        for t in chain.tables.clone() {
+            self.read(at.clone(), t);
+        }
         if !self.relationships.contains(&n.slug) {
             self.relationships.push(n.slug.clone());
         }
@@ -956,6 +1003,7 @@ impl<'a> Compiler<'a> {
         let Some(table) = self.ctx.cat.table(&ev.table_ref) else {
             return FALSE.into();
         };
+        self.read(at.to_string(), table);
         let col = |name: &str| table.column(name).map(|c| c.quoted.clone());
         let (Some(key), Some(name_col), Some(ts)) = (
             col(&ev.profile_key),

@@ -78,6 +78,17 @@ SET ROLE la_editor;
 SELECT pg_temp.try($$SELECT la_preview_audience('dog_owners')$$);
 SELECT la_compute_audience('dog_owners') ->> 'status' AS status;
 RESET ROLE;
+-- Privileges are per audience: without pets, an audience on traits and accounts still
+-- previews and computes; one on pets names the table it lacks.
+SELECT la_define_audience('premium_plan', '{"trait": "plan", "op": "equals", "value": "premium"}') IS NOT NULL AS defined;
+SET ROLE la_editor;
+SELECT la_preview_audience('premium_plan') -> 'count' AS premium_without_pets;
+SELECT la_preview_audience('{"relationship": "accounts", "where": {"column": "status", "op": "equals", "value": "open"}}'::jsonb) -> 'count' AS open_accounts_without_pets;
+SET client_min_messages = warning;
+SELECT la_compute_audience('premium_plan') -> 'members' AS premium_members;
+RESET client_min_messages;
+SELECT pg_temp.try($$SELECT la_preview_audience('{"any": [{"trait": "plan", "op": "is_null"}, {"relationship": "pets"}]}'::jsonb)$$);
+RESET ROLE;
 GRANT SELECT ON pets TO la_editor;
 
 -- Row-level security on a graph table is respected in previews and computes.
