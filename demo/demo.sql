@@ -64,7 +64,7 @@ SELECT la_create_destination('segment', 'segment') AS destination;
 SELECT la_activate('cat_owners', 'braze', 'Audience Entered',
   properties => '{"traits": ["email", "first_name"], "relationships": {"pets": ["name", "type"]}}') AS cat_owners_entered;
 SELECT la_activate('cat_owners', 'braze', 'Entity Added', 'pets', '{"traits": ["email"]}') AS cat_owners_pet_added;
-SELECT la_activate('premium_subscribers', 'braze', 'Audience Entered and Exited',
+SELECT la_activate('premium_subscribers', 'braze', 'Audience Membership Changed',
   properties => '{"traits": ["email"]}') AS premium_identify;
 SELECT la_activate('premium_subscribers', 'segment', 'Audience Exited', event_name => 'Premium Lapsed',
   properties => '{"traits": ["email"]}') AS premium_exited;

@@ -25,6 +25,9 @@ CREATE TABLE linked_audiences.audience (
     depends_on    text[] NOT NULL DEFAULT '{}',
     relationships text[] NOT NULL DEFAULT '{}',
     last_run_id   bigint,
+    -- The relationships whose entities computes keep in audience_entities (those an
+    -- enabled Entity Added/Removed activation names), as of the last compute.
+    tracked       text[] NOT NULL DEFAULT '{}',
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
@@ -83,12 +86,17 @@ CREATE TABLE linked_audiences.activation (
     audience_id    bigint NOT NULL REFERENCES linked_audiences.audience,
     destination_id bigint NOT NULL REFERENCES linked_audiences.destination,
     event          text NOT NULL CHECK (event IN ('Audience Entered', 'Audience Exited',
-                       'Audience Entered and Exited', 'Entity Added', 'Entity Removed')),
+                       'Audience Membership Changed', 'Entity Added', 'Entity Removed')),
     entity         text CHECK ((entity IS NOT NULL) = (event IN ('Entity Added', 'Entity Removed'))),
     properties     jsonb NOT NULL DEFAULT '{}',
     event_name     text,
     enabled        boolean NOT NULL DEFAULT true,
-    created_at     timestamptz NOT NULL DEFAULT now()
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    -- Also send the current members or entities at the first compute (Segment's "Send
+    -- events for current profiles and entities").
+    send_existing  boolean NOT NULL DEFAULT false,
+    -- The first compute that sent this activation's events; NULL until then.
+    first_run_id   bigint
 );
 CREATE INDEX ON linked_audiences.activation (audience_id);
 SELECT pg_catalog.pg_extension_config_dump('linked_audiences.destination', '');

@@ -5,9 +5,30 @@
 -- runs failed; la_schedule, la_schedule_all and la_unschedule say what to run in
 -- pg_cron's database when pg_cron lives in another one.
 -- Outbox: la_outbox_release gives claimed rows back without counting an attempt.
+-- Activations: "Audience Membership Changed" is the identify event's name ("Audience
+-- Entered and Exited" stays an alias); send_existing; an activation sends the changes
+-- computed after its creation, and a relationship newly tracked for an audience with
+-- members starts silently (audience.tracked).
 \echo Use "ALTER EXTENSION linked_audiences UPDATE TO '0.3.0'" to load this file. \quit
 
 DROP FUNCTION linked_audiences.require_pg_cron();
+
+ALTER TABLE linked_audiences.audience ADD COLUMN tracked text[] NOT NULL DEFAULT '{}';
+-- What 0.2.0 computes kept: the entities of the relationships enabled entity activations name.
+UPDATE linked_audiences.audience a
+SET tracked = coalesce((SELECT array_agg(DISTINCT e.relationship ORDER BY e.relationship)
+                        FROM linked_audiences.audience_entities e WHERE e.audience_id = a.id), '{}');
+
+ALTER TABLE linked_audiences.activation DROP CONSTRAINT activation_event_check;
+UPDATE linked_audiences.activation SET event = 'Audience Membership Changed' WHERE event = 'Audience Entered and Exited';
+ALTER TABLE linked_audiences.activation
+    ADD CONSTRAINT activation_event_check CHECK (event IN ('Audience Entered', 'Audience Exited',
+        'Audience Membership Changed', 'Entity Added', 'Entity Removed')),
+    ADD COLUMN send_existing boolean NOT NULL DEFAULT false,
+    ADD COLUMN first_run_id bigint;
+-- Activations that have been through a compute have had their first one.
+UPDATE linked_audiences.activation v SET first_run_id = a.last_run_id
+FROM linked_audiences.audience a WHERE a.id = v.audience_id;
 
 -- The pg_cron job of one audience: its name and command (a disabled audience is skipped
 -- when the job runs; the key is quoted as a literal).
@@ -237,3 +258,20 @@ BEGIN
 END
 $$;
 
+
+-- la_activate gains send_existing (a new signature: the old one goes).
+DROP FUNCTION @extschema@.la_activate(text, text, text, text, jsonb, text, boolean);
+CREATE FUNCTION @extschema@."la_activate"(
+	"audience" TEXT, /* & str */
+	"destination" TEXT, /* & str */
+	"event" TEXT, /* & str */
+	"entity" TEXT DEFAULT NULL, /* Option < String > */
+	"properties" jsonb DEFAULT '{}', /* Doc */
+	"event_name" TEXT DEFAULT NULL, /* Option < String > */
+	"enabled" bool DEFAULT true, /* bool */
+	"send_existing" bool DEFAULT false /* bool */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'la_activate_wrapper';

@@ -188,7 +188,9 @@ fn la_activate(
     properties: default!(Doc, "'{}'"),
     event_name: default!(Option<String>, "NULL"),
     enabled: default!(bool, true),
+    send_existing: default!(bool, false),
 ) -> i64 {
+    let event = super::canonical_event(event);
     let stored = ok_or_raise(require(audience));
     let dest = ok_or_raise(jsonb_row(
         "SELECT pg_catalog.to_jsonb(d.id) FROM linked_audiences.destination d WHERE d.key = $1",
@@ -219,6 +221,18 @@ fn la_activate(
         raise(
             &Problem::invalid("event", format!("unknown event \"{event}\""))
                 .with_hint(format!("Events: {}.", EVENTS.join(", "))),
+        );
+    }
+    if send_existing && !super::may_send_existing(event) {
+        raise(
+            &Problem::invalid(
+                "send_existing",
+                format!("\"{event}\" cannot send events for current profiles and entities"),
+            )
+            .with_hint(
+                "send_existing applies to Audience Entered, Audience Membership Changed and Entity Added; \
+                 exits and removals are only ever sent as they happen.",
+            ),
         );
     }
     let env = ok_or_raise(load_env());
@@ -273,8 +287,8 @@ fn la_activate(
     }
     let id = ok_or_raise(jsonb_write(
         "INSERT INTO linked_audiences.activation
-             (audience_id, destination_id, event, entity, properties, event_name, enabled)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING pg_catalog.to_jsonb(id)",
+             (audience_id, destination_id, event, entity, properties, event_name, enabled, send_existing)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING pg_catalog.to_jsonb(id)",
         &[
             stored.id.into(),
             dest_id.into(),
@@ -283,6 +297,7 @@ fn la_activate(
             JsonB(properties).into(),
             event_name.into(),
             enabled.into(),
+            send_existing.into(),
         ],
     ));
     id.and_then(|v| v.as_i64())
@@ -333,7 +348,8 @@ pub fn load_activations(
     let v = jsonb_row(
         "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                     'id', a.id, 'event', a.event, 'entity', a.entity, 'properties', a.properties,
-                    'event_name', a.event_name, 'destination', d.key, 'preset', d.preset) ORDER BY a.id), '[]')
+                    'event_name', a.event_name, 'destination', d.key, 'preset', d.preset, 'settings', d.settings,
+                    'send_existing', a.send_existing, 'first_compute', a.first_run_id IS NULL) ORDER BY a.id), '[]')
          FROM linked_audiences.activation a JOIN linked_audiences.destination d ON d.id = a.destination_id
          WHERE a.audience_id = $1 AND (a.enabled OR a.id = $2) AND ($2 IS NULL OR a.id = $2)",
         &[audience_id.into(), only.into()],
@@ -452,7 +468,7 @@ fn la_preview_event(activation_id: i64, profile_id: default!(Option<String>, "NU
          SELECT pg_catalog.jsonb_build_object('payload', f->'payload', 'action', f->'action', 'mapped', f->'mapped')
          FROM (SELECT linked_audiences.finish_event(ev.preset, ev.payload, {max}) AS f FROM ev) x",
         change = crate::compile::sql::quote_literal(change),
-        events = super::events::activation_events_sql(&ctx, &activation),
+        events = super::events::activation_events_sql(&ctx, &activation, "ch"),
         max = super::payload::MAX_EVENT_BYTES,
     );
     JsonB(ok_or_raise(jsonb_row(&sql, &args(&params))).unwrap_or(Value::Null))

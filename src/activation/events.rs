@@ -6,6 +6,7 @@ use super::is_entity_event;
 use crate::compile::sql::quote_literal;
 use crate::compile::{Compiled, EntitySelect};
 use crate::graph::catalog::{Catalog, Table};
+use crate::graph::joins::{resolve, ResolvedJoin};
 use crate::graph::model::DataGraph;
 use serde::Deserialize;
 use serde_json::Value;
@@ -23,11 +24,26 @@ pub struct Activation {
     pub event_name: Option<String>,
     pub destination: String,
     pub preset: String,
+    /// The destination's settings (`space_id` and `namespace` go into
+    /// `context.personas`).
+    #[serde(default)]
+    pub settings: Value,
+    /// Also send the current members or entities at its first compute.
+    #[serde(default)]
+    pub send_existing: bool,
+    /// No compute has sent its events yet (its first compute is the next one).
+    #[serde(default)]
+    pub first_compute: bool,
 }
 
 impl Activation {
     pub fn is_identify(&self) -> bool {
-        self.event == "Audience Entered and Exited"
+        self.event == "Audience Membership Changed"
+    }
+    /// Whether this compute sends the current state (members, entities) rather than
+    /// only this run's changes.
+    pub fn sends_existing_now(&self) -> bool {
+        self.send_existing && self.first_compute
     }
     /// The event name sent: the custom name, or the event choice.
     pub fn name(&self) -> &str {
@@ -38,7 +54,7 @@ impl Activation {
         match self.event.as_str() {
             "Audience Entered" => &["entered"],
             "Audience Exited" => &["exited"],
-            "Audience Entered and Exited" => &["entered", "exited"],
+            "Audience Membership Changed" => &["entered", "exited"],
             "Entity Added" => &["entity_added"],
             _ => &["entity_removed"],
         }
@@ -53,7 +69,7 @@ impl Activation {
             })
             .unwrap_or_default()
     }
-    fn relationships(&self) -> Vec<(String, Vec<String>)> {
+    pub fn relationships(&self) -> Vec<(String, Vec<String>)> {
         self.properties["relationships"]
             .as_object()
             .map(|m| {
@@ -159,10 +175,153 @@ fn relationship_array(
     ))
 }
 
-/// The SELECT producing this activation's events from the changes in `ch`
+/// For a selected relationship `r` below the triggering relationship `root`: the
+/// selected relationship it nests under (its nearest selected ancestor, or `root`);
+/// `None` when `r` is not below `root`.
+fn nesting_parent(
+    ctx: &EventCtx<'_>,
+    root: &str,
+    r: &str,
+    selected: &[(String, Vec<String>)],
+) -> Option<String> {
+    let path = ctx.graph.path_to(r)?;
+    let at = path.iter().position(|s| s == root)?;
+    if at + 1 >= path.len() {
+        return None;
+    }
+    path[at + 1..path.len() - 1]
+        .iter()
+        .rev()
+        .find(|s| selected.iter().any(|(x, _)| x == *s))
+        .cloned()
+        .or_else(|| Some(root.to_string()))
+}
+
+/// `b` joined to its parent row `a` by the graph's join, as a condition.
+fn link(ctx: &EventCtx<'_>, parent: &str, a: &str, child: &str, b: &str) -> Option<String> {
+    let placed = ctx.graph.relationship(child)?;
+    let parent_table = entity_table(ctx, parent)?.0;
+    let child_table = entity_table(ctx, child)?.0;
+    let q = |t: &Table, c: &str| t.column(c).map(|c| c.quoted.clone());
+    Some(match resolve(&placed).ok()? {
+        ResolvedJoin::Direct {
+            parent_column,
+            child_column,
+        } => format!(
+            "{b}.{} = {a}.{}",
+            q(child_table, &child_column)?,
+            q(parent_table, &parent_column)?
+        ),
+        ResolvedJoin::Junction {
+            table_ref,
+            parent_column,
+            left_column,
+            right_column,
+            child_column,
+        } => {
+            let jt = ctx.cat.table(&table_ref)?;
+            format!(
+                "EXISTS (SELECT 1 FROM {} {b}j WHERE {b}j.{} = {a}.{} AND {b}j.{} = {b}.{})",
+                jt.quoted,
+                q(jt, &left_column)?,
+                q(parent_table, &parent_column)?,
+                q(jt, &right_column)?,
+                q(child_table, &child_column)?
+            )
+        }
+        ResolvedJoin::ExternalId { .. } => return None,
+    })
+}
+
+/// The rows of selected relationship `r` linked to the row `alias` of relationship
+/// `parent` (through unselected relationships between them), among the member's
+/// matched rows of `r`: a jsonb array of objects with the primary key, the selected
+/// columns and `__entity`, each holding its own selected descendants' arrays under
+/// their slugs. As Segment nests an entity event's related rows, so that a message
+/// about one cart lists that cart's products only.
+fn linked_array(
+    ctx: &EventCtx<'_>,
+    parent: &str,
+    alias: &str,
+    r: &str,
+    selected: &[(String, Vec<String>)],
+    depth: usize,
+) -> Option<String> {
+    let (table, slug, pk) = entity_table(ctx, r)?;
+    let pkc = table.column(&pk)?;
+    let path = ctx.graph.path_to(r)?;
+    let from = path.iter().position(|s| s == parent)?;
+    let hops = &path[from..];
+    // Aliases along the way: the parent row, the rows between, the row itself.
+    let x = format!("x{depth}");
+    let mids: Vec<String> = (1..hops.len() - 1).map(|i| format!("x{depth}m{i}")).collect();
+    let mut names = vec![alias.to_string()];
+    names.extend(mids.iter().cloned());
+    names.push(x.clone());
+    let mut conds = Vec::new();
+    for i in 1..hops.len() {
+        conds.push(link(ctx, &hops[i - 1], &names[i - 1], &hops[i], &names[i])?);
+    }
+    let mut mid_from = Vec::new();
+    for (i, m) in mids.iter().enumerate() {
+        mid_from.push(format!("{} {m}", entity_table(ctx, &hops[i + 1])?.0.quoted));
+    }
+    let linked = if mids.is_empty() {
+        conds.join(" AND ")
+    } else {
+        format!("EXISTS (SELECT 1 FROM {} WHERE {})", mid_from.join(", "), conds.join(" AND "))
+    };
+    let matched = matched_keys(ctx, r)?;
+    let cols = selected.iter().find(|(s, _)| s == r).map(|(_, c)| c.clone()).unwrap_or_default();
+    let mut keys = vec![pk.clone()];
+    keys.extend(cols.into_iter().filter(|c| *c != pk));
+    let mut pairs: Vec<(String, String)> = keys
+        .iter()
+        .filter_map(|c| table.column(c).map(|col| (c.clone(), format!("{x}.{}", col.quoted))))
+        .collect();
+    pairs.push(("__entity".into(), quote_literal(&slug)));
+    for (d, _) in selected {
+        if nesting_parent(ctx, r, d, selected).as_deref() == Some(r) {
+            if let Some(sql) = linked_array(ctx, r, &x, d, selected, depth + 1) {
+                pairs.push((d.clone(), sql));
+            }
+        }
+    }
+    Some(format!(
+        "(SELECT coalesce(pg_catalog.jsonb_agg(y.o ORDER BY y.k), '[]') FROM (SELECT {x}.{pkq} AS k, {obj} AS o \
+         FROM {t} {x} WHERE {linked} AND {x}.{pkq}::pg_catalog.text IN ({matched}) \
+         ORDER BY 1 LIMIT {MAX_ENTITIES_PER_ARRAY}) y)",
+        pkq = pkc.quoted,
+        obj = object(&pairs),
+        t = table.quoted,
+    ))
+}
+
+/// The primary keys (as text) of the member's matched rows of a relationship: rows
+/// that satisfy its node in the definition, reached from the profile row `p`.
+fn matched_keys(ctx: &EventCtx<'_>, relationship: &str) -> Option<String> {
+    let parts: Vec<String> = ctx
+        .compiled
+        .entity_selects
+        .iter()
+        .filter(|s| s.relationship == relationship)
+        .map(|s| {
+            format!(
+                "SELECT {a}.{pk}::pg_catalog.text FROM {from} WHERE {w}",
+                a = s.target_alias,
+                pk = s.target_pk,
+                from = s.from,
+                w = s.where_sql()
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" UNION ALL "))
+}
+
+/// The SELECT producing this activation's events from the changes in `source`
 /// (profile_id, entity_id, change, relationship): columns id, destination, preset,
 /// user_id, event, kind (0 identify, 1 track), activation_id, entity_id, payload.
-pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation) -> String {
+pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation, source: &str) -> String {
     let c = ctx.compiled;
     let key = quote_literal(ctx.audience_key);
     let profile_table = ctx
@@ -180,11 +339,18 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation) -> String {
         })
         .collect();
     let entity_rel = a.entity.clone().filter(|_| is_entity_event(&a.event));
-    let rels: Vec<(String, String)> = a
-        .relationships()
-        .into_iter()
+    let selected = a.relationships();
+    // Selected relationships below the triggering one travel with its entity; the others
+    // are the member's arrays.
+    let rels: Vec<(String, String)> = selected
+        .iter()
         .filter(|(r, _)| Some(r) != entity_rel.as_ref())
-        .filter_map(|(r, cols)| relationship_array(ctx, &r, &cols).map(|sql| (r, sql)))
+        .filter(|(r, _)| {
+            entity_rel
+                .as_ref()
+                .is_none_or(|e| nesting_parent(ctx, e, r, &selected).is_none())
+        })
+        .filter_map(|(r, cols)| relationship_array(ctx, r, cols).map(|sql| (r.clone(), sql)))
         .collect();
     let mut joins = String::new();
     let mut ent = "'{}'::pg_catalog.jsonb".to_string();
@@ -195,12 +361,8 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation) -> String {
                     " LEFT JOIN {} t ON t.{} = ch.entity_id::{}",
                     table.quoted, pkc.quoted, pkc.value_type()
                 );
-                let selected = a
-                    .relationships()
-                    .into_iter()
-                    .find(|(r, _)| r == rel)
-                    .map(|(_, cols)| cols);
-                let row = match selected {
+                let own = selected.iter().find(|(r, _)| r == rel).map(|(_, c)| c.clone());
+                let mut row = match own {
                     Some(cols) => {
                         let mut names = vec![pk.clone()];
                         names.extend(cols.into_iter().filter(|c| *c != pk));
@@ -215,12 +377,21 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation) -> String {
                         quote_literal(&format!("{rel}__"))
                     ),
                 };
+                let children: Vec<(String, String)> = selected
+                    .iter()
+                    .filter(|(r, _)| nesting_parent(ctx, rel, r, &selected).as_deref() == Some(rel.as_str()))
+                    .filter_map(|(r, _)| {
+                        linked_array(ctx, rel, "t", r, &selected, 0).map(|sql| (format!("{rel}__{r}"), sql))
+                    })
+                    .collect();
+                if !children.is_empty() {
+                    row = format!("{row} || {}", object(&children));
+                }
                 ent = format!(
                     "(CASE WHEN t.{pkq} IS NULL THEN pg_catalog.jsonb_build_object({idkey}, ch.entity_id) ELSE {row} END \
-                     || pg_catalog.jsonb_build_object({ekey}, {slug}))",
+                     || pg_catalog.jsonb_build_object('__entity', {slug}))",
                     pkq = pkc.quoted,
                     idkey = quote_literal(&format!("{rel}__{pk}")),
-                    ekey = quote_literal(&format!("{rel}____entity")),
                     slug = quote_literal(&slug),
                 );
             }
@@ -233,9 +404,22 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation) -> String {
         .unwrap_or_default();
     let name = quote_literal(a.name());
     let ts = "pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+    // Segment's personas context carries the space and namespace when the destination's
+    // settings name them.
+    let mut space = serde_json::Map::new();
+    for k in ["space_id", "namespace"] {
+        if let Some(v) = a.settings.get(k).filter(|v| v.is_string()) {
+            space.insert(k.to_string(), v.clone());
+        }
+    }
+    let space = if space.is_empty() {
+        String::new()
+    } else {
+        format!(" || {}::pg_catalog.jsonb", quote_literal(&Value::Object(space).to_string()))
+    };
     let context = format!(
         "pg_catalog.jsonb_build_object('personas', pg_catalog.jsonb_build_object('computation_class', 'audience', \
-         'computation_key', {key}, 'computation_id', {id}, 'computation_run_id', ({run})::pg_catalog.text), \
+         'computation_key', {key}, 'computation_id', {id}, 'computation_run_id', ({run})::pg_catalog.text){space}, \
          'library', pg_catalog.jsonb_build_object('name', 'linked_audiences', 'version', {ver}))",
         id = quote_literal(&ctx.audience_id.to_string()),
         run = ctx.run,
@@ -265,7 +449,7 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation) -> String {
          'timestamp', {ts}, {body}, 'context', {context}) AS payload \
          FROM (SELECT pg_catalog.gen_random_uuid() AS id, coalesce(p.{uid}::pg_catalog.text, ch.profile_id) AS user_id, \
                ch.profile_id, ch.entity_id, ch.change, {traits} AS traits, {rels} AS rels, {ent} AS ent \
-               FROM ch LEFT JOIN {pt} p ON p.{pk} = ch.profile_id::{pktype}{joins} \
+               FROM {source} ch LEFT JOIN {pt} p ON p.{pk} = ch.profile_id::{pktype}{joins} \
                WHERE ch.change IN ({changes}){rel_filter}) e",
         dest = quote_literal(&a.destination),
         preset = quote_literal(&a.preset),
@@ -290,14 +474,33 @@ pub fn outbox_insert_sql(
 ) -> String {
     let selects: Vec<String> = activations
         .iter()
-        .map(|a| activation_events_sql(ctx, a))
+        .map(|a| activation_events_sql(ctx, a, if a.sends_existing_now() { "ex" } else { "ch" }))
         .collect();
+    // For an activation's first compute with send_existing: every current member as
+    // entered, every tracked entity as added, and this run's exits.
+    let existing = format!(
+        "ex AS (
+    SELECT m.profile_id, NULL::pg_catalog.text AS entity_id, 'entered'::pg_catalog.text AS change, NULL::pg_catalog.text AS relationship
+    FROM linked_audiences.audience_members m WHERE m.audience_id = {aud}
+    UNION ALL
+    SELECT e.profile_id, e.entity_id, 'entity_added', e.relationship
+    FROM linked_audiences.audience_entities e WHERE e.audience_id = {aud}
+    UNION ALL
+    SELECT c.profile_id, c.entity_id, c.change, c.relationship FROM ch c WHERE c.change = 'exited'),",
+        aud = quote_literal(&ctx.audience_id.to_string()),
+    );
+    let existing = if activations.iter().any(Activation::sends_existing_now) {
+        existing
+    } else {
+        String::new()
+    };
     // Events that may be over the size limit (their jsonb text is never shorter than
     // the compact JSON the limit is about) are fitted and mapped in Rust; the others are
     // mapped in SQL, to the same result.
     let mapping = super::payload::map_event_sql("ev.payload", "ev.preset");
     format!(
         "WITH ch AS MATERIALIZED ({changes_sql}),
+{existing}
 ev AS ({events}),
 fin AS MATERIALIZED (
     SELECT ev.*,

@@ -75,6 +75,18 @@ fn compute_audience(key: &str) -> JsonB {
     ))
     .and_then(|v| serde_json::from_value(v).ok())
     .unwrap_or_default();
+    // A relationship tracked before, or tracked since the audience's first compute, has
+    // changes; one newly tracked for an audience that already has members starts silently.
+    let before = ok_or_raise(jsonb_row(
+        "SELECT pg_catalog.jsonb_build_object('tracked', pg_catalog.to_jsonb(a.tracked), 'computed', a.last_run_id IS NOT NULL)
+         FROM linked_audiences.audience a WHERE a.id = $1",
+        &[stored.id.into()],
+    ))
+    .unwrap_or(Value::Null);
+    let was_tracked: Vec<String> =
+        serde_json::from_value(before["tracked"].clone()).unwrap_or_default();
+    let computed_before = before["computed"].as_bool().unwrap_or(false);
+    let mut now_tracked: Vec<String> = Vec::new();
     let (mut added, mut removed) = (0, 0);
     for rel in &tracked {
         let selects: Vec<_> = compiled
@@ -93,8 +105,10 @@ fn compute_audience(key: &str) -> JsonB {
             &entity_pairs_sql(&compiled, &selects, &audience),
             &params,
         );
+        now_tracked.push(rel.clone());
+        let record = !computed_before || was_tracked.contains(rel);
         let e = ok_or_raise(jsonb_write(
-            &entity_diff_sql(PAIRS_TABLE, &audience, &run_param, &rel_param),
+            &entity_diff_sql(PAIRS_TABLE, &audience, &run_param, &rel_param, record),
             &args(&p),
         ))
         .unwrap_or(Value::Null);
@@ -107,6 +121,17 @@ fn compute_audience(key: &str) -> JsonB {
         added += a;
         removed += r;
     }
+
+    // Entities of relationships no longer tracked are let go: if tracked again, they
+    // start from the state of that compute.
+    ok_or_raise(
+        Spi::run_with_args(
+            "WITH u AS (UPDATE linked_audiences.audience SET tracked = $2 WHERE id = $1 AND tracked IS DISTINCT FROM $2)
+             DELETE FROM linked_audiences.audience_entities WHERE audience_id = $1 AND relationship <> ALL ($2)",
+            &[stored.id.into(), now_tracked.clone().into()],
+        )
+        .map_err(internal),
+    );
 
     // Every change becomes an event for each enabled activation, in this transaction.
     let activations = ok_or_raise(crate::activation::api::load_activations(stored.id, None));
@@ -141,6 +166,15 @@ fn compute_audience(key: &str) -> JsonB {
         .unwrap_or(0);
         refresh_stats_if_big("linked_audiences.outbox_state", events_written, known);
     }
+    // Each enabled activation has had its first compute: from now on it sends changes.
+    ok_or_raise(
+        Spi::run_with_args(
+            "UPDATE linked_audiences.activation SET first_run_id = $2
+             WHERE audience_id = $1 AND enabled AND first_run_id IS NULL",
+            &[stored.id.into(), run.into()],
+        )
+        .map_err(internal),
+    );
     let duration_ms = started.elapsed().as_millis() as i64;
     ok_or_raise(jsonb_write(
         "WITH r AS (

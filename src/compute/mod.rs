@@ -72,7 +72,17 @@ pub fn entity_pairs_sql(c: &Compiled, selects: &[&EntitySelect], audience: &str)
 }
 
 /// The statement that diffs the tracked entities of one relationship, the same way.
-pub fn entity_diff_sql(pairs: &str, audience: &str, run: &str, relationship: &str) -> String {
+/// With `record` false (a relationship tracked for the first time after the audience
+/// has members) the stored entities are brought in line silently: they are the state
+/// the activation that asked for them starts from, not changes.
+pub fn entity_diff_sql(
+    pairs: &str,
+    audience: &str,
+    run: &str,
+    relationship: &str,
+    record: bool,
+) -> String {
+    let only = if record { "" } else { " WHERE false" };
     format!(
         "WITH diff AS MATERIALIZED (
     SELECT coalesce(c.profile_id, e.profile_id) AS profile_id, coalesce(c.entity_id, e.entity_id) AS entity_id,
@@ -92,9 +102,10 @@ del AS (
     RETURNING profile_id, entity_id),
 log AS (
     INSERT INTO linked_audiences.membership_changes (run_id, audience_id, profile_id, relationship, entity_id, change, at)
-    SELECT {run}, {audience}, profile_id, {relationship}, entity_id, 'entity_added', pg_catalog.now() FROM ins
-    UNION ALL
-    SELECT {run}, {audience}, profile_id, {relationship}, entity_id, 'entity_removed', pg_catalog.now() FROM del
+    SELECT * FROM (
+        SELECT {run}, {audience}, profile_id, {relationship}, entity_id, 'entity_added', pg_catalog.now() FROM ins
+        UNION ALL
+        SELECT {run}, {audience}, profile_id, {relationship}, entity_id, 'entity_removed', pg_catalog.now() FROM del) x{only}
     RETURNING change)
 SELECT pg_catalog.jsonb_build_object(
     'added', (SELECT pg_catalog.count(*) FROM log WHERE change = 'entity_added'),
