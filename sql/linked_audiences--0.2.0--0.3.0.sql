@@ -274,4 +274,4 @@ CREATE FUNCTION @extschema@."la_activate"(
 VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'la_activate_wrapper';
+AS 'MODULE_PATHNAME', 'la_activate_with_wrapper';

@@ -44,3 +44,18 @@ pub fn jsonb_write(sql: &str, args: &[DatumWithOid<'_>]) -> Result<Option<Value>
     .map(|d| d.json("the result"))
     .transpose()
 }
+
+/// Whether the database's schema of the extension is at 0.3.0 or later. A server whose
+/// library was updated keeps serving databases still on an earlier version's schema
+/// until `ALTER EXTENSION linked_audiences UPDATE`, with that version's behavior where
+/// the schema differs (the columns 0.3.0 added).
+pub fn schema_0_3() -> Result<bool> {
+    let v = jsonb_row(
+        "SELECT pg_catalog.to_jsonb(e.extversion) FROM pg_catalog.pg_extension e WHERE e.extname = 'linked_audiences'",
+        &[],
+    )?;
+    Ok(!matches!(
+        v.as_ref().and_then(Value::as_str),
+        Some("0.1.0" | "0.2.0")
+    ))
+}

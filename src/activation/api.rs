@@ -176,11 +176,26 @@ fn check_properties(
     out.0
 }
 
+/// 0.2.0's `la_activate` (seven arguments, C symbol `la_activate_wrapper`): a database
+/// still on that version's schema keeps working with this library until it is updated.
+#[pg_extern(volatile, parallel_unsafe, sql = false)]
+fn la_activate(
+    audience: &str,
+    destination: &str,
+    event: &str,
+    entity: Option<String>,
+    properties: Doc,
+    event_name: Option<String>,
+    enabled: bool,
+) -> i64 {
+    la_activate_with(audience, destination, event, entity, properties, event_name, enabled, false)
+}
+
 /// Activates an audience to a destination for one event choice; returns its id.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, name = "la_activate")]
 #[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::too_many_arguments)]
-fn la_activate(
+fn la_activate_with(
     audience: &str,
     destination: &str,
     event: &str,
@@ -285,10 +300,25 @@ fn la_activate(
     if !problems.is_empty() {
         raise_all(&problems);
     }
-    let id = ok_or_raise(jsonb_write(
+    // A schema before 0.3.0 knows the identify event by its old name only, and has no
+    // send_existing.
+    let current = ok_or_raise(crate::sql::schema_0_3());
+    let event = if current || event != "Audience Membership Changed" {
+        event
+    } else {
+        super::MEMBERSHIP_CHANGED_ALIAS
+    };
+    let insert = if current {
         "INSERT INTO linked_audiences.activation
              (audience_id, destination_id, event, entity, properties, event_name, enabled, send_existing)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING pg_catalog.to_jsonb(id)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING pg_catalog.to_jsonb(id)"
+    } else {
+        "INSERT INTO linked_audiences.activation
+             (audience_id, destination_id, event, entity, properties, event_name, enabled)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING pg_catalog.to_jsonb(id)"
+    };
+    let id = ok_or_raise(jsonb_write(
+        insert,
         &[
             stored.id.into(),
             dest_id.into(),
@@ -345,17 +375,29 @@ pub fn load_activations(
     audience_id: i64,
     only: Option<i64>,
 ) -> Result<Vec<super::events::Activation>> {
+    let existing = if crate::sql::schema_0_3()? {
+        "a.send_existing, 'first_compute', a.first_run_id IS NULL"
+    } else {
+        "false, 'first_compute', false"
+    };
     let v = jsonb_row(
-        "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+        &format!(
+            "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                     'id', a.id, 'event', a.event, 'entity', a.entity, 'properties', a.properties,
                     'event_name', a.event_name, 'destination', d.key, 'preset', d.preset, 'settings', d.settings,
-                    'send_existing', a.send_existing, 'first_compute', a.first_run_id IS NULL) ORDER BY a.id), '[]')
+                    'send_existing', {existing}) ORDER BY a.id), '[]')
          FROM linked_audiences.activation a JOIN linked_audiences.destination d ON d.id = a.destination_id
-         WHERE a.audience_id = $1 AND (a.enabled OR a.id = $2) AND ($2 IS NULL OR a.id = $2)",
+         WHERE a.audience_id = $1 AND (a.enabled OR a.id = $2) AND ($2 IS NULL OR a.id = $2)"
+        ),
         &[audience_id.into(), only.into()],
     )?
     .unwrap_or(Value::Array(vec![]));
-    serde_json::from_value(v).map_err(internal)
+    let mut activations: Vec<super::events::Activation> =
+        serde_json::from_value(v).map_err(internal)?;
+    for a in &mut activations {
+        a.event = super::canonical_event(&a.event).to_string();
+    }
+    Ok(activations)
 }
 
 /// The payload an activation would send for one current member (the first by profile

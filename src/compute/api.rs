@@ -77,12 +77,18 @@ fn compute_audience(key: &str) -> JsonB {
     .unwrap_or_default();
     // A relationship tracked before, or tracked since the audience's first compute, has
     // changes; one newly tracked for an audience that already has members starts silently.
-    let before = ok_or_raise(jsonb_row(
-        "SELECT pg_catalog.jsonb_build_object('tracked', pg_catalog.to_jsonb(a.tracked), 'computed', a.last_run_id IS NOT NULL)
-         FROM linked_audiences.audience a WHERE a.id = $1",
-        &[stored.id.into()],
-    ))
-    .unwrap_or(Value::Null);
+    // (A schema before 0.3.0 keeps no list: every tracked relationship has changes.)
+    let current = ok_or_raise(crate::sql::schema_0_3());
+    let before = if current {
+        ok_or_raise(jsonb_row(
+            "SELECT pg_catalog.jsonb_build_object('tracked', pg_catalog.to_jsonb(a.tracked), 'computed', a.last_run_id IS NOT NULL)
+             FROM linked_audiences.audience a WHERE a.id = $1",
+            &[stored.id.into()],
+        ))
+        .unwrap_or(Value::Null)
+    } else {
+        json!({"tracked": tracked, "computed": true})
+    };
     let was_tracked: Vec<String> =
         serde_json::from_value(before["tracked"].clone()).unwrap_or_default();
     let computed_before = before["computed"].as_bool().unwrap_or(false);
@@ -124,14 +130,16 @@ fn compute_audience(key: &str) -> JsonB {
 
     // Entities of relationships no longer tracked are let go: if tracked again, they
     // start from the state of that compute.
-    ok_or_raise(
-        Spi::run_with_args(
-            "WITH u AS (UPDATE linked_audiences.audience SET tracked = $2 WHERE id = $1 AND tracked IS DISTINCT FROM $2)
-             DELETE FROM linked_audiences.audience_entities WHERE audience_id = $1 AND relationship <> ALL ($2)",
-            &[stored.id.into(), now_tracked.clone().into()],
-        )
-        .map_err(internal),
-    );
+    if current {
+        ok_or_raise(
+            Spi::run_with_args(
+                "WITH u AS (UPDATE linked_audiences.audience SET tracked = $2 WHERE id = $1 AND tracked IS DISTINCT FROM $2)
+                 DELETE FROM linked_audiences.audience_entities WHERE audience_id = $1 AND relationship <> ALL ($2)",
+                &[stored.id.into(), now_tracked.clone().into()],
+            )
+            .map_err(internal),
+        );
+    }
 
     // Every change becomes an event for each enabled activation, in this transaction.
     let activations = ok_or_raise(crate::activation::api::load_activations(stored.id, None));
@@ -167,14 +175,16 @@ fn compute_audience(key: &str) -> JsonB {
         refresh_stats_if_big("linked_audiences.outbox_state", events_written, known);
     }
     // Each enabled activation has had its first compute: from now on it sends changes.
-    ok_or_raise(
-        Spi::run_with_args(
-            "UPDATE linked_audiences.activation SET first_run_id = $2
-             WHERE audience_id = $1 AND enabled AND first_run_id IS NULL",
-            &[stored.id.into(), run.into()],
-        )
-        .map_err(internal),
-    );
+    if current {
+        ok_or_raise(
+            Spi::run_with_args(
+                "UPDATE linked_audiences.activation SET first_run_id = $2
+                 WHERE audience_id = $1 AND enabled AND first_run_id IS NULL",
+                &[stored.id.into(), run.into()],
+            )
+            .map_err(internal),
+        );
+    }
     let duration_ms = started.elapsed().as_millis() as i64;
     ok_or_raise(jsonb_write(
         "WITH r AS (
