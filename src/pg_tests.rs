@@ -414,6 +414,25 @@ mod tests {
                 direct, yes,
                 "definition {i}: compiled SQL gives {direct}, preview {yes}: {def}"
             );
+            // la_explain_profile's root is membership, for members and non-members.
+            if i % 3 == 0 {
+                let explained = Spi::get_one_with_args::<JsonB>(
+                    "SELECT coalesce(jsonb_agg(p.id ORDER BY p.id), '[]') FROM profiles p
+                     WHERE (la_explain_profile($1::jsonb, p.id::text) ->> 'matched')::boolean",
+                    &[JsonB(def.clone()).into()],
+                )
+                .unwrap()
+                .unwrap()
+                .0;
+                let members = Spi::get_one_with_args::<JsonB>(
+                    "SELECT coalesce(jsonb_agg(m::bigint ORDER BY m::bigint), '[]') FROM linked_audiences_test_members(la_audience_sql($1)) m",
+                    &[JsonB(def.clone()).into()],
+                )
+                .unwrap()
+                .unwrap()
+                .0;
+                assert_eq!(explained, members, "definition {i}: explained roots differ from members: {def}");
+            }
         }
     }
 

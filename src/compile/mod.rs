@@ -71,6 +71,24 @@ impl EntitySelect {
     }
 }
 
+/// One node of the definition as compiled (not those inside referenced audiences),
+/// for explanations (`la_explain_profile`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSql {
+    pub path: String,
+    /// The node's condition, over the profile row `p` and, for a node nested under a
+    /// relationship node, over that node's row (`scope`'s `candidates.target_alias`).
+    pub condition: String,
+    /// The path of the enclosing relationship node, for a nested node.
+    pub scope: Option<String>,
+    /// Relationship node: its rows that pass `where` and the nested conditions. Event
+    /// node: the matching events (`target_pk` is the timestamp column).
+    pub rows: Option<EntitySelect>,
+    /// Relationship node: its rows that pass `where` (those nested nodes are evaluated
+    /// for).
+    pub candidates: Option<EntitySelect>,
+}
+
 /// A compiled audience.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compiled {
@@ -87,6 +105,8 @@ pub struct Compiled {
     /// The members read straight from the events table, when that is the same set
     /// without joining the profiles (see `Compiler::event`).
     pub direct: Option<String>,
+    /// Every node of the definition, in the order compiled.
+    pub nodes: Vec<NodeSql>,
 }
 
 impl Compiled {
@@ -221,6 +241,9 @@ pub fn compile_node(
         top_event: matches!(node.kind, NodeKind::Event(_)),
         direct: None,
         reads: Vec::new(),
+        nodes: Vec::new(),
+        scopes: Vec::new(),
+        pending: None,
     };
     c.read("$".into(), table);
     let scope = vec![Row {
@@ -251,6 +274,7 @@ pub fn compile_node(
         entity_selects: c.entity_selects,
         literal_checks: c.checks,
         direct: c.direct,
+        nodes: c.nodes,
     })
 }
 
@@ -407,6 +431,12 @@ struct Compiler<'a> {
     /// first, including tables an optimization leaves out of the SQL: the caller must be
     /// able to read each (its grants and row-level security decide the members).
     reads: Vec<(String, &'a Table)>,
+    /// The nodes compiled so far (see `NodeSql`).
+    nodes: Vec<NodeSql>,
+    /// Paths of the relationship nodes enclosing the node being compiled.
+    scopes: Vec<String>,
+    /// The rows and candidates of the relationship or event node just compiled.
+    pending: Option<(EntitySelect, Option<EntitySelect>)>,
     direct: Option<String>,
 }
 
@@ -476,6 +506,34 @@ impl<'a> Compiler<'a> {
     // ---- nodes -------------------------------------------------------------------
 
     fn node(&mut self, n: &Node, scope: &[Row<'a>]) -> String {
+        let sql = self.node_body(n, scope);
+        if !matches!(n.kind, NodeKind::Relationship(_) | NodeKind::Event(_)) {
+            self.record(&n.path, &sql);
+        }
+        sql
+    }
+
+    /// Notes a node's condition (and the rows of a relationship or event node just
+    /// compiled), unless inside a referenced audience.
+    fn record(&mut self, path: &str, condition: &str) {
+        let pending = self.pending.take();
+        if !self.collect {
+            return;
+        }
+        let (rows, candidates) = match pending {
+            Some((r, c)) => (Some(r), c),
+            None => (None, None),
+        };
+        self.nodes.push(NodeSql {
+            path: path.to_string(),
+            condition: condition.to_string(),
+            scope: self.scopes.last().cloned(),
+            rows,
+            candidates,
+        });
+    }
+
+    fn node_body(&mut self, n: &Node, scope: &[Row<'a>]) -> String {
         match &n.kind {
             NodeKind::All(items) | NodeKind::Any(items) => {
                 let (joiner, empty) = if matches!(n.kind, NodeKind::All(_)) {
@@ -832,6 +890,20 @@ impl<'a> Compiler<'a> {
         scope: &[Row<'a>],
         lineage: Option<&EntitySelect>,
     ) -> String {
+        self.pending = None;
+        self.scopes.push(n.path.clone());
+        let sql = self.rel_node_body(n, scope, lineage);
+        self.scopes.pop();
+        self.record(&n.path, &sql);
+        sql
+    }
+
+    fn rel_node_body(
+        &mut self,
+        n: &RelNode,
+        scope: &[Row<'a>],
+        lineage: Option<&EntitySelect>,
+    ) -> String {
         let at = path_key(&n.path, "relationship");
         let Some(hops) = self.hops(&n.slug, &at, scope) else {
             return FALSE.into();
@@ -892,12 +964,13 @@ impl<'a> Compiler<'a> {
             let c = self.rel_node(child, &nested_scope, Some(&select));
             row_conds.push(c);
         }
+        let mut full = select.clone();
+        full.conds
+            .extend(row_conds[where_only.len()..].iter().cloned());
         if self.collect {
-            let mut full = select.clone();
-            full.conds
-                .extend(row_conds[where_only.len()..].iter().cloned());
-            self.entity_selects.push(full);
+            self.entity_selects.push(full.clone());
         }
+        self.pending = Some((full, Some(select.clone())));
         // The path without its pass-through first row, unless a condition refers to it.
         let (path_from, path_anchor) = match &chain.short {
             Some(s) if !row_conds.iter().any(|c| mentions(c, &s.dropped)) => {
@@ -987,6 +1060,13 @@ impl<'a> Compiler<'a> {
     }
 
     fn event(&mut self, e: &EventNode, scope: &[Row<'a>]) -> String {
+        self.pending = None;
+        let sql = self.event_body(e, scope);
+        self.record(&e.path, &sql);
+        sql
+    }
+
+    fn event_body(&mut self, e: &EventNode, scope: &[Row<'a>]) -> String {
         let top = std::mem::take(&mut self.top_event);
         let at = path_key(&e.path, "event");
         let graph = self.ctx.graph;
@@ -1060,6 +1140,18 @@ impl<'a> Compiler<'a> {
         let from = format!("{} {alias}", table.quoted);
         let anchor = format!("{alias}.{key}");
         let outer = format!("{}.{pk}", profile.alias);
+        self.pending = Some((
+            EntitySelect {
+                relationship: String::new(),
+                entity: "events".into(),
+                from: from.clone(),
+                correlation: format!("{anchor} = {outer}"),
+                conds: conds.clone(),
+                target_alias: alias.clone(),
+                target_pk: ts.clone(),
+            },
+            None,
+        ));
         match e.count.unwrap_or(Count::AtLeast(1)) {
             Count::AtLeast(1) => exists(&from, &anchor, &outer, &conds),
             cnt => {
