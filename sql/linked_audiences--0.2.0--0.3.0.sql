@@ -275,3 +275,21 @@ VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'la_activate_with_wrapper';
+
+-- Why is this profile in?
+CREATE FUNCTION @extschema@."la_explain_profile"(
+	"definition" jsonb, /* Doc */
+	"profile_id" TEXT /* & str */
+) RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'la_explain_profile_definition_wrapper';
+CREATE FUNCTION @extschema@."la_explain_profile"(
+	"audience" TEXT, /* & str */
+	"profile_id" TEXT /* & str */
+) RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'la_explain_profile_key_wrapper';
