@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests and #[pg_test]s (cargo pgrx test), then against a cluster
 # of its own the pg_regress suite, the isolation specs, dump/restore, upgrades, faults,
-# four concurrent consumers, scheduled computes through pg_cron and a benchmark smoke
+# four concurrent consumers, the delivery relay, scheduled computes through pg_cron and a benchmark smoke
 # run. A failing suite does not stop the others; the last line is
 # `tests: N passed, M failed` followed by the failed suites' names.
 # Works as root or as a user with sudo, from a checkout only its owner can read.
@@ -88,6 +88,8 @@ echo "== faults (tests/faults): terminate and SIGKILL mid-compute, restart befor
 run_test faults tests/faults/faults.sh "$dir" "$port"
 echo "== four concurrent consumers (tests/concurrency)"
 run_test "four consumers" tests/concurrency/four_consumers.sh "$dir" "$port"
+echo "== the delivery relay (tests/relay): la-relay against a mock of the five APIs, faults and SIGTERM"
+run_test relay tests/relay/relay.sh
 echo "== schedules (tests/schedule): pg_cron runs the computes, here and from another database (waits up to 75 s)"
 run_test schedules tests/schedule/schedule.sh
 echo "== benchmark smoke run (bench/run.py at scale 0.01)"

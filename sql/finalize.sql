@@ -324,9 +324,11 @@ $$;
 
 -- Reports a failed delivery: the row becomes visible again after retry_after, doubled
 -- for each earlier attempt (capped at 2^10), or is dead-lettered once it has been
--- handed out max_attempts times (destination setting, default 10). Returns 'retrying'
--- or 'dead'.
-CREATE FUNCTION @extschema@.la_outbox_fail(id uuid, error text, retry_after interval DEFAULT '1 minute')
+-- handed out max_attempts times (destination setting, default 10), or at once with
+-- dead => true (a permanent failure: the destination refused the event). Returns
+-- 'retrying' or 'dead'.
+CREATE FUNCTION @extschema@.la_outbox_fail(id uuid, error text, retry_after interval DEFAULT '1 minute',
+                                           dead boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -340,7 +342,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'id: outbox row % is not pending', la_outbox_fail.id USING ERRCODE = '42704';
     END IF;
-    IF tries >= max_tries THEN
+    IF tries >= max_tries OR coalesce(la_outbox_fail.dead, false) THEN
         UPDATE linked_audiences.outbox_state s SET status = 'dead', last_error = error
         WHERE s.id = la_outbox_fail.id;
         RETURN 'dead';

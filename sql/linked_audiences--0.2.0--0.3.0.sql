@@ -4,7 +4,8 @@
 -- failures; la_compute_all() and la_schedules() warn about a schedule whose last three
 -- runs failed; la_schedule, la_schedule_all and la_unschedule say what to run in
 -- pg_cron's database when pg_cron lives in another one.
--- Outbox: la_outbox_release gives claimed rows back without counting an attempt.
+-- Outbox: la_outbox_release gives claimed rows back without counting an attempt;
+-- la_outbox_fail(..., dead => true) dead-letters at once (a permanent failure).
 -- Activations: "Audience Membership Changed" is the identify event's name ("Audience
 -- Entered and Exited" stays an alias); send_existing; an activation sends the changes
 -- computed after its creation, and a relationship newly tracked for an audience with
@@ -293,3 +294,39 @@ STRICT VOLATILE PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'la_explain_profile_key_wrapper';
+
+-- la_outbox_fail gains dead (a new signature: the old one goes).
+DROP FUNCTION @extschema@.la_outbox_fail(uuid, text, interval);
+-- Reports a failed delivery: the row becomes visible again after retry_after, doubled
+-- for each earlier attempt (capped at 2^10), or is dead-lettered once it has been
+-- handed out max_attempts times (destination setting, default 10), or at once with
+-- dead => true (a permanent failure: the destination refused the event). Returns
+-- 'retrying' or 'dead'.
+CREATE FUNCTION @extschema@.la_outbox_fail(id uuid, error text, retry_after interval DEFAULT '1 minute',
+                                           dead boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tries integer;
+    max_tries integer;
+BEGIN
+    SELECT s.attempts, coalesce((d.settings->>'max_attempts')::integer, 10) INTO tries, max_tries
+    FROM linked_audiences.outbox_state s JOIN linked_audiences.destination d ON d.key = s.destination
+    WHERE s.id = la_outbox_fail.id AND s.status = 'pending'
+    FOR UPDATE OF s;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'id: outbox row % is not pending', la_outbox_fail.id USING ERRCODE = '42704';
+    END IF;
+    IF tries >= max_tries OR coalesce(la_outbox_fail.dead, false) THEN
+        UPDATE linked_audiences.outbox_state s SET status = 'dead', last_error = error
+        WHERE s.id = la_outbox_fail.id;
+        RETURN 'dead';
+    END IF;
+    UPDATE linked_audiences.outbox_state s
+    SET visible_at = clock_timestamp() + retry_after * power(2, least(greatest(tries - 1, 0), 10)),
+        last_error = error
+    WHERE s.id = la_outbox_fail.id;
+    RETURN 'retrying';
+END
+$$;
+

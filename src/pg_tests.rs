@@ -431,7 +431,10 @@ mod tests {
                 .unwrap()
                 .unwrap()
                 .0;
-                assert_eq!(explained, members, "definition {i}: explained roots differ from members: {def}");
+                assert_eq!(
+                    explained, members,
+                    "definition {i}: explained roots differ from members: {def}"
+                );
             }
         }
     }

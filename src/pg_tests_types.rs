@@ -46,12 +46,42 @@ UPDATE public.tm_items SET id = id + 100;
     fn cases() -> Vec<(&'static str, &'static str, Value, &'static str)> {
         vec![
             // citext: case-insensitive everywhere.
-            ("email", "equals", json!("ann@example.com"), "{c} = 'ann@example.com'::citext"),
-            ("email", "not_equals", json!("ann@example.com"), "{c} IS DISTINCT FROM 'ann@example.com'::citext"),
-            ("email", "in", json!(["ANN@example.com", "BOB@EXAMPLE.COM"]), "{c} IN ('ann@example.com'::citext, 'bob@example.com'::citext)"),
-            ("email", "not_in", json!(["ann@example.com"]), "{c} IS NULL OR {c} <> 'ann@example.com'::citext"),
-            ("email", "contains", json!("EXAMPLE"), "{c} ILIKE '%example%'"),
-            ("email", "not_contains", json!("EXAMPLE"), "{c} IS NULL OR {c} NOT ILIKE '%example%'"),
+            (
+                "email",
+                "equals",
+                json!("ann@example.com"),
+                "{c} = 'ann@example.com'::citext",
+            ),
+            (
+                "email",
+                "not_equals",
+                json!("ann@example.com"),
+                "{c} IS DISTINCT FROM 'ann@example.com'::citext",
+            ),
+            (
+                "email",
+                "in",
+                json!(["ANN@example.com", "BOB@EXAMPLE.COM"]),
+                "{c} IN ('ann@example.com'::citext, 'bob@example.com'::citext)",
+            ),
+            (
+                "email",
+                "not_in",
+                json!(["ann@example.com"]),
+                "{c} IS NULL OR {c} <> 'ann@example.com'::citext",
+            ),
+            (
+                "email",
+                "contains",
+                json!("EXAMPLE"),
+                "{c} ILIKE '%example%'",
+            ),
+            (
+                "email",
+                "not_contains",
+                json!("EXAMPLE"),
+                "{c} IS NULL OR {c} NOT ILIKE '%example%'",
+            ),
             ("email", "starts_with", json!("ANN"), "{c} ILIKE 'ann%'"),
             ("email", "ends_with", json!(".COM"), "{c} ILIKE '%.com'"),
             ("email", "is_null", Value::Null, "{c} IS NULL"),
@@ -60,8 +90,18 @@ UPDATE public.tm_items SET id = id + 100;
             ("code", "equals", json!("ab"), "{c} = 'ab'::bpchar"),
             ("code", "equals", json!("ab   "), "{c} = 'ab'::bpchar"),
             ("code", "equals", json!("abc"), "{c} = 'abc'::bpchar"),
-            ("code", "in", json!(["abc", "AB"]), "{c} IN ('abc'::bpchar, 'AB'::bpchar)"),
-            ("code", "not_equals", json!("ab"), "{c} IS DISTINCT FROM 'ab'::bpchar"),
+            (
+                "code",
+                "in",
+                json!(["abc", "AB"]),
+                "{c} IN ('abc'::bpchar, 'AB'::bpchar)",
+            ),
+            (
+                "code",
+                "not_equals",
+                json!("ab"),
+                "{c} IS DISTINCT FROM 'ab'::bpchar",
+            ),
             ("code", "ends_with", json!("b"), "{c}::text LIKE '%b'"),
             ("code", "starts_with", json!("ab"), "{c}::text LIKE 'ab%'"),
             ("code", "contains", json!("b "), "false"),
@@ -72,15 +112,35 @@ UPDATE public.tm_items SET id = id + 100;
             ("label", "equals", json!("Cat"), "{c} = 'Cat'"),
             // enum and domain.
             ("mood", "equals", json!("ok"), "{c} = 'ok'::mood"),
-            ("mood", "not_in", json!(["sad", "happy"]), "{c} IS NULL OR {c} NOT IN ('sad', 'happy')"),
-            ("mood", "in", json!(["sad", "happy"]), "{c} IN ('sad', 'happy')"),
+            (
+                "mood",
+                "not_in",
+                json!(["sad", "happy"]),
+                "{c} IS NULL OR {c} NOT IN ('sad', 'happy')",
+            ),
+            (
+                "mood",
+                "in",
+                json!(["sad", "happy"]),
+                "{c} IN ('sad', 'happy')",
+            ),
             ("sc", "equals", json!("abc"), "{c} = 'abc'"),
             ("sc", "equals", json!("abcdef"), "false"),
             ("sc", "in", json!(["xy", "much too long"]), "{c} = 'xy'"),
             ("sc", "starts_with", json!("xy"), "{c} LIKE 'xy%'"),
             // uuid.
-            ("uid", "equals", json!("00000000-0000-0000-0000-000000000002"), "{c} = '00000000-0000-0000-0000-000000000002'::uuid"),
-            ("uid", "not_in", json!(["00000000-0000-0000-0000-000000000002"]), "{c} IS NULL OR {c} <> '00000000-0000-0000-0000-000000000002'::uuid"),
+            (
+                "uid",
+                "equals",
+                json!("00000000-0000-0000-0000-000000000002"),
+                "{c} = '00000000-0000-0000-0000-000000000002'::uuid",
+            ),
+            (
+                "uid",
+                "not_in",
+                json!(["00000000-0000-0000-0000-000000000002"]),
+                "{c} IS NULL OR {c} <> '00000000-0000-0000-0000-000000000002'::uuid",
+            ),
             // integers, numeric, floating point.
             ("i2", "equals", json!(2), "{c} = 2"),
             ("i2", "between", json!([0, 2]), "{c} BETWEEN 0 AND 2"),
@@ -92,18 +152,63 @@ UPDATE public.tm_items SET id = id + 100;
             ("num", "gt", json!(2.245), "{c} > 2.245"),
             ("num", "lt", json!(0), "{c} < 0"),
             ("r4", "equals", json!(0.1), "{c} = '0.1'::real"),
-            ("r4", "between", json!([1.5, 2.5]), "{c} BETWEEN 1.5 AND 2.5"),
+            (
+                "r4",
+                "between",
+                json!([1.5, 2.5]),
+                "{c} BETWEEN 1.5 AND 2.5",
+            ),
             ("r8", "equals", json!(0.1), "{c} = 0.1::float8"),
             ("r8", "gte", json!(2.5), "{c} >= 2.5"),
             // dates and times.
-            ("d", "equals", json!("2026-01-01"), "{c} = '2026-01-01'::date"),
-            ("d", "before", json!("2026-01-01"), "{c} < '2026-01-01'::date"),
-            ("d", "between", json!(["2026-01-01", "2026-02-01"]), "{c} BETWEEN '2026-01-01' AND '2026-02-01'"),
-            ("ts", "after", json!("2026-01-01T10:00:00"), "{c} > '2026-01-01 10:00'::timestamp"),
-            ("ts", "equals", json!("2026-03-01"), "{c} = '2026-03-01'::timestamp"),
-            ("tstz", "gte", json!("2026-02-01T10:00:00Z"), "{c} >= '2026-02-01 10:00+00'::timestamptz"),
-            ("tstz", "within_last", json!("100000 days"), "{c} >= now() - '100000 days'::interval"),
-            ("tstz", "not_within_last", json!("1 day"), "{c} < now() - '1 day'::interval"),
+            (
+                "d",
+                "equals",
+                json!("2026-01-01"),
+                "{c} = '2026-01-01'::date",
+            ),
+            (
+                "d",
+                "before",
+                json!("2026-01-01"),
+                "{c} < '2026-01-01'::date",
+            ),
+            (
+                "d",
+                "between",
+                json!(["2026-01-01", "2026-02-01"]),
+                "{c} BETWEEN '2026-01-01' AND '2026-02-01'",
+            ),
+            (
+                "ts",
+                "after",
+                json!("2026-01-01T10:00:00"),
+                "{c} > '2026-01-01 10:00'::timestamp",
+            ),
+            (
+                "ts",
+                "equals",
+                json!("2026-03-01"),
+                "{c} = '2026-03-01'::timestamp",
+            ),
+            (
+                "tstz",
+                "gte",
+                json!("2026-02-01T10:00:00Z"),
+                "{c} >= '2026-02-01 10:00+00'::timestamptz",
+            ),
+            (
+                "tstz",
+                "within_last",
+                json!("100000 days"),
+                "{c} >= now() - '100000 days'::interval",
+            ),
+            (
+                "tstz",
+                "not_within_last",
+                json!("1 day"),
+                "{c} < now() - '1 day'::interval",
+            ),
             // boolean.
             ("b", "equals", json!(true), "{c}"),
             ("b", "not_equals", json!(true), "{c} IS NOT TRUE"),
@@ -156,7 +261,11 @@ UPDATE public.tm_items SET id = id + 100;
                 .unwrap_or_else(|e| panic!("{what}: {e}"))
                 .unwrap()
                 .0;
-                assert_eq!(preview["count"], json!(expected.len()), "preview count, {what}");
+                assert_eq!(
+                    preview["count"],
+                    json!(expected.len()),
+                    "preview count, {what}"
+                );
                 let shown = Spi::get_one_with_args::<String>(
                     "SELECT la_audience_sql($1::jsonb)",
                     &[JsonB(def.clone()).into()],
@@ -169,7 +278,10 @@ UPDATE public.tm_items SET id = id + 100;
                     &[JsonB(def.clone()).into()],
                 )
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
-                let run = Spi::get_one::<JsonB>("SELECT la_compute_audience('tm')").unwrap().unwrap().0;
+                let run = Spi::get_one::<JsonB>("SELECT la_compute_audience('tm')")
+                    .unwrap()
+                    .unwrap()
+                    .0;
                 assert_eq!(run.get("status"), None, "compute failed, {what}: {run}");
                 let members = ids(
                     "SELECT m.profile_id FROM linked_audiences.audience_members m
@@ -182,7 +294,8 @@ UPDATE public.tm_items SET id = id + 100;
         // The reference itself means what the semantics say, on a few cases.
         let email = ids("SELECT id::text AS profile_id FROM public.tm_profiles WHERE email = 'ann@example.com'::citext");
         assert_eq!(email, vec![1, 4]);
-        let code = ids("SELECT id::text AS profile_id FROM public.tm_profiles WHERE code = 'ab'::bpchar");
+        let code =
+            ids("SELECT id::text AS profile_id FROM public.tm_profiles WHERE code = 'ab'::bpchar");
         assert_eq!(code, vec![1, 5]);
         assert_eq!(checked, cases().len() * 2);
     }

@@ -188,7 +188,16 @@ fn la_activate(
     event_name: Option<String>,
     enabled: bool,
 ) -> i64 {
-    la_activate_with(audience, destination, event, entity, properties, event_name, enabled, false)
+    la_activate_with(
+        audience,
+        destination,
+        event,
+        entity,
+        properties,
+        event_name,
+        enabled,
+        false,
+    )
 }
 
 /// Activates an audience to a destination for one event choice; returns its id.

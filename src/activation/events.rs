@@ -254,7 +254,9 @@ fn linked_array(
     let hops = &path[from..];
     // Aliases along the way: the parent row, the rows between, the row itself.
     let x = format!("x{depth}");
-    let mids: Vec<String> = (1..hops.len() - 1).map(|i| format!("x{depth}m{i}")).collect();
+    let mids: Vec<String> = (1..hops.len() - 1)
+        .map(|i| format!("x{depth}m{i}"))
+        .collect();
     let mut names = vec![alias.to_string()];
     names.extend(mids.iter().cloned());
     names.push(x.clone());
@@ -269,15 +271,27 @@ fn linked_array(
     let linked = if mids.is_empty() {
         conds.join(" AND ")
     } else {
-        format!("EXISTS (SELECT 1 FROM {} WHERE {})", mid_from.join(", "), conds.join(" AND "))
+        format!(
+            "EXISTS (SELECT 1 FROM {} WHERE {})",
+            mid_from.join(", "),
+            conds.join(" AND ")
+        )
     };
     let matched = matched_keys(ctx, r)?;
-    let cols = selected.iter().find(|(s, _)| s == r).map(|(_, c)| c.clone()).unwrap_or_default();
+    let cols = selected
+        .iter()
+        .find(|(s, _)| s == r)
+        .map(|(_, c)| c.clone())
+        .unwrap_or_default();
     let mut keys = vec![pk.clone()];
     keys.extend(cols.into_iter().filter(|c| *c != pk));
     let mut pairs: Vec<(String, String)> = keys
         .iter()
-        .filter_map(|c| table.column(c).map(|col| (c.clone(), format!("{x}.{}", col.quoted))))
+        .filter_map(|c| {
+            table
+                .column(c)
+                .map(|col| (c.clone(), format!("{x}.{}", col.quoted)))
+        })
         .collect();
     pairs.push(("__entity".into(), quote_literal(&slug)));
     for (d, _) in selected {
@@ -359,9 +373,14 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation, source: &str) -
             if let Some(pkc) = table.column(&pk) {
                 joins = format!(
                     " LEFT JOIN {} t ON t.{} = ch.entity_id::{}",
-                    table.quoted, pkc.quoted, pkc.value_type()
+                    table.quoted,
+                    pkc.quoted,
+                    pkc.value_type()
                 );
-                let own = selected.iter().find(|(r, _)| r == rel).map(|(_, c)| c.clone());
+                let own = selected
+                    .iter()
+                    .find(|(r, _)| r == rel)
+                    .map(|(_, c)| c.clone());
                 let mut row = match own {
                     Some(cols) => {
                         let mut names = vec![pk.clone()];
@@ -379,9 +398,12 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation, source: &str) -
                 };
                 let children: Vec<(String, String)> = selected
                     .iter()
-                    .filter(|(r, _)| nesting_parent(ctx, rel, r, &selected).as_deref() == Some(rel.as_str()))
+                    .filter(|(r, _)| {
+                        nesting_parent(ctx, rel, r, &selected).as_deref() == Some(rel.as_str())
+                    })
                     .filter_map(|(r, _)| {
-                        linked_array(ctx, rel, "t", r, &selected, 0).map(|sql| (format!("{rel}__{r}"), sql))
+                        linked_array(ctx, rel, "t", r, &selected, 0)
+                            .map(|sql| (format!("{rel}__{r}"), sql))
                     })
                     .collect();
                 if !children.is_empty() {
@@ -415,7 +437,10 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation, source: &str) -
     let space = if space.is_empty() {
         String::new()
     } else {
-        format!(" || {}::pg_catalog.jsonb", quote_literal(&Value::Object(space).to_string()))
+        format!(
+            " || {}::pg_catalog.jsonb",
+            quote_literal(&Value::Object(space).to_string())
+        )
     };
     let context = format!(
         "pg_catalog.jsonb_build_object('personas', pg_catalog.jsonb_build_object('computation_class', 'audience', \

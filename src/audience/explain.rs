@@ -8,9 +8,9 @@ use super::spi::{args, compile_checked, literal_problems, load_env, require, Env
 use crate::compile::sql::{LiteralCheck, ParamValue};
 use crate::compile::{Compiled, EntitySelect, NodeSql};
 use crate::error::{Kind, Problem, Result};
-use crate::{ok_or_raise, raise, raise_all};
 use crate::json::Doc;
 use crate::sql::jsonb_row;
+use crate::{ok_or_raise, raise, raise_all};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -52,9 +52,13 @@ fn la_explain_profile_key(audience: &str, profile_id: &str) -> JsonB {
 }
 
 /// The explanation of `definition` for `profile_id`: its tree, each node with `matched`.
-pub fn explain(env: &Env, definition: &Value, own_key: Option<&str>, profile_id: &str) -> Result<Value> {
-    let compiled =
-        compile_checked(env, definition, own_key).unwrap_or_else(|ps| raise_all(&ps));
+pub fn explain(
+    env: &Env,
+    definition: &Value,
+    own_key: Option<&str>,
+    profile_id: &str,
+) -> Result<Value> {
+    let compiled = compile_checked(env, definition, own_key).unwrap_or_else(|ps| raise_all(&ps));
     let bad = literal_problems(&[LiteralCheck {
         path: "profile_id".into(),
         value: profile_id.into(),
@@ -76,7 +80,11 @@ pub fn explain(env: &Env, definition: &Value, own_key: Option<&str>, profile_id:
             format!("profile \"{profile_id}\" does not exist"),
         ));
     }
-    let node = parse(definition).map_err(|ps| ps.into_iter().next().unwrap_or_else(|| crate::sql::internal("empty problems")))?;
+    let node = parse(definition).map_err(|ps| {
+        ps.into_iter()
+            .next()
+            .unwrap_or_else(|| crate::sql::internal("empty problems"))
+    })?;
     e.node(&node, definition)
 }
 
@@ -124,8 +132,13 @@ impl<'a> Explainer<'a> {
         let mut out = json!({"path": n.path});
         match &n.kind {
             NodeKind::All(items) | NodeKind::Any(items) => {
-                out["node"] = json!(if matches!(n.kind, NodeKind::All(_)) { "all" } else { "any" });
-                let children: Result<Vec<Value>> = items.iter().map(|c| self.node(c, root)).collect();
+                out["node"] = json!(if matches!(n.kind, NodeKind::All(_)) {
+                    "all"
+                } else {
+                    "any"
+                });
+                let children: Result<Vec<Value>> =
+                    items.iter().map(|c| self.node(c, root)).collect();
                 out["children"] = Value::Array(children?);
             }
             NodeKind::Not(inner) => {
@@ -171,12 +184,17 @@ impl<'a> Explainer<'a> {
         }
         out["definition"] = def;
         let c = self.compiled_node(&r.path);
-        let scope = c.and_then(|c| c.scope.as_deref()).and_then(|s| self.compiled_node(s));
+        let scope = c
+            .and_then(|c| c.scope.as_deref())
+            .and_then(|s| self.compiled_node(s));
         let agg = r.aggregate.as_ref().and_then(|a| {
             let col = self.column(&r.slug, &a.column)?;
             Some((a.func, col))
         });
-        match (c.and_then(|c| c.rows.as_ref()), scope.and_then(|s| s.candidates.as_ref())) {
+        match (
+            c.and_then(|c| c.rows.as_ref()),
+            scope.and_then(|s| s.candidates.as_ref()),
+        ) {
             (Some(rows), None) => {
                 let found = self.rows(rows, None, "ASC", agg.as_ref())?;
                 for k in ["count", "rows", "aggregate"] {
@@ -254,7 +272,10 @@ impl<'a> Explainer<'a> {
                 other => other.to_string(),
             };
             let lit = crate::compile::sql::quote_literal(&key);
-            let on_row = format!("{}.{}::pg_catalog.text = {lit}", parent.target_alias, parent.target_pk);
+            let on_row = format!(
+                "{}.{}::pg_catalog.text = {lit}",
+                parent.target_alias, parent.target_pk
+            );
             let holds = self.one(&format!(
                 "SELECT pg_catalog.to_jsonb(EXISTS (SELECT 1 FROM {t} p, {from} WHERE {w} AND {me} AND {on_row} AND ({cond}) IS TRUE))",
                 t = self.compiled.profile.table,
@@ -264,7 +285,8 @@ impl<'a> Explainer<'a> {
                 cond = c.condition
             ))?;
             let found = self.rows(rows, Some(&on_row), "ASC", agg)?;
-            let mut entry = json!({"row": k, "matched": holds, "count": found["count"], "rows": found["rows"]});
+            let mut entry =
+                json!({"row": k, "matched": holds, "count": found["count"], "rows": found["rows"]});
             if !found["aggregate"].is_null() {
                 entry["aggregate"] = found["aggregate"].clone();
             }
@@ -305,7 +327,11 @@ impl<'a> Explainer<'a> {
             }
         };
         // Events are counted one by one; related rows by key.
-        let distinct = if s.entity == "events" { "" } else { "DISTINCT " };
+        let distinct = if s.entity == "events" {
+            ""
+        } else {
+            "DISTINCT "
+        };
         let key = if s.entity == "events" {
             format!("{a}.{pk}, {a}.ctid", a = s.target_alias, pk = s.target_pk)
         } else {
@@ -359,7 +385,10 @@ fn at<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {
     let mut v = root;
     for part in path.strip_prefix('$')?.split('.').filter(|p| !p.is_empty()) {
         let (name, index) = match part.find('[') {
-            Some(i) => (&part[..i], part[i + 1..part.len() - 1].parse::<usize>().ok()),
+            Some(i) => (
+                &part[..i],
+                part[i + 1..part.len() - 1].parse::<usize>().ok(),
+            ),
             None => (part, None),
         };
         v = v.get(name)?;

@@ -1396,7 +1396,13 @@ impl<'a> Compiler<'a> {
         let vp = path_key(&p.path, "value");
         // The column type's own operators (citext's `=` is case-insensitive); with
         // case_insensitive both sides are lower()ed text, compared as text.
-        let sym = |name: &str| if ci { name.to_string() } else { column.op(name) };
+        let sym = |name: &str| {
+            if ci {
+                name.to_string()
+            } else {
+                column.op(name)
+            }
+        };
         match p.op {
             Op::IsNull => format!("({e} IS NULL)"),
             Op::IsNotNull => format!("({e} IS NOT NULL)"),
@@ -1432,9 +1438,7 @@ impl<'a> Compiler<'a> {
                 let lo = self.literal(&pair[0], &column, cls, &format!("{vp}[0]"));
                 let hi = self.literal(&pair[1], &column, cls, &format!("{vp}[1]"));
                 match (lo, hi) {
-                    (Some(lo), Some(hi))
-                        if column.has_own_op(">=") || column.has_own_op("<=") =>
-                    {
+                    (Some(lo), Some(hi)) if column.has_own_op(">=") || column.has_own_op("<=") => {
                         format!("({e} {} {lo} AND {e} {} {hi})", sym(">="), sym("<="))
                     }
                     (Some(lo), Some(hi)) => format!("({e} BETWEEN {lo} AND {hi})"),
@@ -1471,7 +1475,8 @@ impl<'a> Compiler<'a> {
                 };
                 let v = match text_value {
                     Some(v) => v,
-                    None => match self.operand(p.value.as_ref(), &column, cls, &vp, row, ancestors) {
+                    None => match self.operand(p.value.as_ref(), &column, cls, &vp, row, ancestors)
+                    {
                         Some(v) => v,
                         None => return FALSE.into(),
                     },
@@ -1513,7 +1518,11 @@ impl<'a> Compiler<'a> {
                 Op::EndsWith => format!("'%' || {escaped}"),
                 _ => format!("'%' || {escaped} || '%'"),
             };
-            let like = format!("{e} {} ({pattern})::{}", column.op("~~"), column.value_type());
+            let like = format!(
+                "{e} {} ({pattern})::{}",
+                column.op("~~"),
+                column.value_type()
+            );
             return if op == Op::NotContains {
                 format!("NOT coalesce({like}, false)")
             } else {

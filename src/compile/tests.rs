@@ -160,7 +160,12 @@ fn compile_with(cat: &crate::graph::catalog::Catalog, def: Value) -> Compiled {
 }
 
 /// `public.table.column REFERENCES public.target (id)`.
-fn add_foreign_key(cat: &mut crate::graph::catalog::Catalog, table: &str, column: &str, target: &str) {
+fn add_foreign_key(
+    cat: &mut crate::graph::catalog::Catalog,
+    table: &str,
+    column: &str,
+    target: &str,
+) {
     use crate::graph::catalog::ForeignKey;
     if let Some(Lookup::Found(t)) = cat.tables.get_mut(&format!("public.{table}")) {
         t.foreign_keys.push(ForeignKey {
