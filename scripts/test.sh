@@ -88,6 +88,8 @@ echo "== faults (tests/faults): terminate and SIGKILL mid-compute, restart befor
 run_test faults tests/faults/faults.sh "$dir" "$port"
 echo "== four concurrent consumers (tests/concurrency)"
 run_test "four consumers" tests/concurrency/four_consumers.sh "$dir" "$port"
+echo "== incremental computes (tests/incremental): 200 random definitions x 5 batches of writes, incremental = full"
+run_test incremental python3 tests/incremental/property.py "$dir" "$port"
 echo "== the delivery relay (tests/relay): la-relay against a mock of the five APIs, faults and SIGTERM"
 run_test relay tests/relay/relay.sh
 echo "== schedules (tests/schedule): pg_cron runs the computes, here and from another database (waits up to 75 s)"

@@ -211,3 +211,38 @@ CREATE INDEX outbox_state_pending_user ON linked_audiences.outbox_state (destina
 SELECT pg_catalog.pg_extension_config_dump('linked_audiences.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('linked_audiences.outbox_seq_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('linked_audiences.outbox_state', '');
+
+-- Change capture for incremental computes (la_capture_changes). None of it is dumped:
+-- after a restore, capture is turned on again and each audience computes in full once.
+CREATE TABLE linked_audiences.capture (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    enabled    boolean NOT NULL DEFAULT false,
+    -- The transaction that turned capture on: a compute whose previous snapshot does not
+    -- see it cannot rely on the log.
+    started_tx xid8,
+    -- The tables with capture triggers (quoted names).
+    tables     jsonb NOT NULL DEFAULT '[]',
+    -- Log rows of transactions before this one have been pruned.
+    pruned_before xid8
+);
+INSERT INTO linked_audiences.capture DEFAULT VALUES;
+-- The link values of every row a captured statement touched (old and new), by writing
+-- transaction: shared by all audiences, each reading from its own position.
+CREATE TABLE linked_audiences.change_log (
+    tx       xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    relation text NOT NULL,
+    col      text NOT NULL,
+    value    text
+);
+CREATE INDEX change_log_tx ON linked_audiences.change_log (tx);
+-- Where each audience's last compute left the warehouse: the snapshot taken before it
+-- read anything, and a fingerprint of what it computed (its query and parameters, the
+-- relationships it tracks, the graph): an incremental compute continues from there only
+-- when the fingerprint is unchanged.
+CREATE TABLE linked_audiences.compute_position (
+    audience_id bigint PRIMARY KEY,
+    snapshot    pg_snapshot NOT NULL,
+    -- The computing transaction: what it wrote itself is after the snapshot.
+    tx          xid8 NOT NULL,
+    fingerprint text NOT NULL
+);

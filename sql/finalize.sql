@@ -1,9 +1,9 @@
 -- SQL-level wrappers, installed after the Rust functions they call.
 
--- Computes one audience. A failure inside the compute rolls back everything it wrote
--- (its subtransaction), records a failed run, and returns it with a WARNING, so that
--- la_compute_all and schedules go on with the next audience.
-CREATE FUNCTION @extschema@.la_compute_audience(key text) RETURNS jsonb
+-- Computes one audience (mode: full, incremental or auto). A failure inside the compute
+-- rolls back everything it wrote (its subtransaction), records a failed run, and returns
+-- it with a WARNING, so that la_compute_all and schedules go on with the next audience.
+CREATE FUNCTION @extschema@.la_compute_audience(key text, mode text DEFAULT 'auto') RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     aid bigint;
@@ -15,10 +15,13 @@ BEGIN
     SELECT a.id INTO aid FROM linked_audiences.audience a WHERE a.key = la_compute_audience.key;
     IF aid IS NULL THEN
         -- Raises the error for an unknown key, with the nearest names.
-        RETURN linked_audiences.compute_audience(key);
+        RETURN linked_audiences.compute_audience(key, mode);
+    END IF;
+    IF mode IS NULL OR mode NOT IN ('full', 'incremental', 'auto') THEN
+        RAISE EXCEPTION 'mode: unknown mode "%"', mode USING ERRCODE = '22023', HINT = 'Modes: full, incremental, auto.';
     END IF;
     BEGIN
-        RETURN linked_audiences.compute_audience(key);
+        RETURN linked_audiences.compute_audience(key, mode);
     EXCEPTION WHEN others THEN
         GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
         INSERT INTO linked_audiences.runs (audience_id, started_at, finished_at, status, error)
@@ -30,9 +33,39 @@ BEGIN
 END
 $$;
 
+-- The capture trigger (la_capture_changes): records, once per statement and set-based,
+-- the distinct values of the link columns (TG_ARGV[1:]) of the rows in the transition
+-- tables of relation TG_ARGV[0]; a TRUNCATE is recorded as such. SECURITY DEFINER (an
+-- exception to "functions run as the caller"): writers to the warehouse need no grant on
+-- the extension's tables.
+CREATE FUNCTION linked_audiences.capture_rows() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cols text := '';
+    rows_from text;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO linked_audiences.change_log (relation, col, value) VALUES (TG_ARGV[0], '', NULL);
+        RETURN NULL;
+    END IF;
+    FOR i IN 1 .. TG_NARGS - 1 LOOP
+        cols := cols || CASE WHEN i > 1 THEN ', ' ELSE '' END
+                || format('(%L, x.%I::pg_catalog.text)', TG_ARGV[i], TG_ARGV[i]);
+    END LOOP;
+    rows_from := CASE TG_OP
+        WHEN 'INSERT' THEN 'la_new_rows'
+        WHEN 'DELETE' THEN 'la_old_rows'
+        ELSE '(SELECT * FROM la_new_rows UNION ALL SELECT * FROM la_old_rows)' END;
+    EXECUTE format('INSERT INTO linked_audiences.change_log (relation, col, value)
+                    SELECT DISTINCT %L, v.col, v.value FROM %s x, LATERAL (VALUES %s) v(col, value)
+                    WHERE v.value IS NOT NULL', TG_ARGV[0], rows_from, cols);
+    RETURN NULL;
+END
+$$;
+
 -- Computes every enabled audience, referenced audiences before those that reference
 -- them. First warns about schedules whose last three runs failed.
-CREATE FUNCTION @extschema@.la_compute_all() RETURNS TABLE (audience text, result jsonb)
+CREATE FUNCTION @extschema@.la_compute_all(mode text DEFAULT 'auto') RETURNS TABLE (audience text, result jsonb)
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     k text;
@@ -51,7 +84,7 @@ BEGIN
         ORDER BY max(d.depth), a.id
     LOOP
         audience := k;
-        result := @extschema@.la_compute_audience(k);
+        result := @extschema@.la_compute_audience(k, mode);
         RETURN NEXT;
     END LOOP;
 END
@@ -413,6 +446,10 @@ BEGIN
             linked_audiences.membership_changes, linked_audiences.runs, linked_audiences.destination,
             linked_audiences.activation TO %I', role);
         EXECUTE format('GRANT INSERT ON linked_audiences.outbox, linked_audiences.outbox_state TO %I', role);
+        -- Incremental computes: capture state, the change log, each audience's position.
+        EXECUTE format('GRANT SELECT, UPDATE ON linked_audiences.capture TO %I', role);
+        EXECUTE format('GRANT SELECT, DELETE ON linked_audiences.change_log TO %I', role);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON linked_audiences.compute_position TO %I', role);
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA linked_audiences TO %I', role);
     END IF;
     RETURN level;

@@ -6,6 +6,8 @@
 -- pg_cron's database when pg_cron lives in another one.
 -- Outbox: la_outbox_release gives claimed rows back without counting an attempt;
 -- la_outbox_fail(..., dead => true) dead-letters at once (a permanent failure).
+-- Incremental computes: change capture (la_capture_changes, the change log, each
+-- audience's position), la_compute_audience(key, mode) and la_compute_all(mode).
 -- Activations: "Audience Membership Changed" is the identify event's name ("Audience
 -- Entered and Exited" stays an alias); send_existing; an activation sends the changes
 -- computed after its creation, and a relationship newly tracked for an audience with
@@ -128,33 +130,6 @@ BEGIN
     END LOOP;
 EXCEPTION WHEN insufficient_privilege OR undefined_table OR undefined_column OR invalid_schema_name THEN
     RETURN;  -- a pg_cron we cannot read is no reason to fail a compute
-END
-$$;
-
--- Computes every enabled audience, referenced audiences before those that reference
--- them. First warns about schedules whose last three runs failed.
-CREATE OR REPLACE FUNCTION @extschema@.la_compute_all() RETURNS TABLE (audience text, result jsonb)
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    k text;
-BEGIN
-    PERFORM linked_audiences.warn_failing_schedules();
-    FOR k IN
-        WITH RECURSIVE d(key, depth) AS (
-            SELECT a.key, 0 FROM linked_audiences.audience a
-            UNION ALL
-            SELECT a.key, d.depth + 1
-            FROM linked_audiences.audience a JOIN d ON d.key = ANY (a.depends_on)
-            WHERE d.depth < 64)
-        SELECT d.key FROM d JOIN linked_audiences.audience a ON a.key = d.key
-        WHERE a.enabled
-        GROUP BY d.key, a.id
-        ORDER BY max(d.depth), a.id
-    LOOP
-        audience := k;
-        result := @extschema@.la_compute_audience(k);
-        RETURN NEXT;
-    END LOOP;
 END
 $$;
 
@@ -330,3 +305,203 @@ BEGIN
 END
 $$;
 
+
+-- Change capture for incremental computes (la_capture_changes). None of it is dumped:
+-- after a restore, capture is turned on again and each audience computes in full once.
+CREATE TABLE linked_audiences.capture (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    enabled    boolean NOT NULL DEFAULT false,
+    -- The transaction that turned capture on: a compute whose previous snapshot does not
+    -- see it cannot rely on the log.
+    started_tx xid8,
+    -- The tables with capture triggers (quoted names).
+    tables     jsonb NOT NULL DEFAULT '[]',
+    -- Log rows of transactions before this one have been pruned.
+    pruned_before xid8
+);
+INSERT INTO linked_audiences.capture DEFAULT VALUES;
+-- The link values of every row a captured statement touched (old and new), by writing
+-- transaction: shared by all audiences, each reading from its own position.
+CREATE TABLE linked_audiences.change_log (
+    tx       xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    relation text NOT NULL,
+    col      text NOT NULL,
+    value    text
+);
+CREATE INDEX change_log_tx ON linked_audiences.change_log (tx);
+-- Where each audience's last compute left the warehouse: the snapshot taken before it
+-- read anything, and a fingerprint of what it computed (its query and parameters, the
+-- relationships it tracks, the graph): an incremental compute continues from there only
+-- when the fingerprint is unchanged.
+CREATE TABLE linked_audiences.compute_position (
+    audience_id bigint PRIMARY KEY,
+    snapshot    pg_snapshot NOT NULL,
+    -- The computing transaction: what it wrote itself is after the snapshot.
+    tx          xid8 NOT NULL,
+    fingerprint text NOT NULL
+);
+
+-- The capture trigger (la_capture_changes): records, once per statement and set-based,
+-- the distinct values of the link columns (TG_ARGV[1:]) of the rows in the transition
+-- tables of relation TG_ARGV[0]; a TRUNCATE is recorded as such. SECURITY DEFINER (an
+-- exception to "functions run as the caller"): writers to the warehouse need no grant on
+-- the extension's tables.
+CREATE FUNCTION linked_audiences.capture_rows() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cols text := '';
+    rows_from text;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO linked_audiences.change_log (relation, col, value) VALUES (TG_ARGV[0], '', NULL);
+        RETURN NULL;
+    END IF;
+    FOR i IN 1 .. TG_NARGS - 1 LOOP
+        cols := cols || CASE WHEN i > 1 THEN ', ' ELSE '' END
+                || format('(%L, x.%I::pg_catalog.text)', TG_ARGV[i], TG_ARGV[i]);
+    END LOOP;
+    rows_from := CASE TG_OP
+        WHEN 'INSERT' THEN 'la_new_rows'
+        WHEN 'DELETE' THEN 'la_old_rows'
+        ELSE '(SELECT * FROM la_new_rows UNION ALL SELECT * FROM la_old_rows)' END;
+    EXECUTE format('INSERT INTO linked_audiences.change_log (relation, col, value)
+                    SELECT DISTINCT %L, v.col, v.value FROM %s x, LATERAL (VALUES %s) v(col, value)
+                    WHERE v.value IS NOT NULL', TG_ARGV[0], rows_from, cols);
+    RETURN NULL;
+END
+$$;
+
+-- The compute takes a mode (new signatures: the old ones go; pg_cron jobs calling
+-- la_compute_audience(key) or la_compute_all() resolve to them through the default).
+DROP FUNCTION @extschema@.la_compute_all();
+DROP FUNCTION @extschema@.la_compute_audience(text);
+DROP FUNCTION linked_audiences.compute_audience(text);
+CREATE FUNCTION linked_audiences.compute_audience(key text, mode text) RETURNS jsonb STRICT VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', 'compute_audience_mode_wrapper';
+-- Computes one audience (mode: full, incremental or auto). A failure inside the compute
+-- rolls back everything it wrote (its subtransaction), records a failed run, and returns
+-- it with a WARNING, so that la_compute_all and schedules go on with the next audience.
+CREATE FUNCTION @extschema@.la_compute_audience(key text, mode text DEFAULT 'auto') RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    aid bigint;
+    started timestamptz := clock_timestamp();
+    st text;
+    msg text;
+    rid bigint;
+BEGIN
+    SELECT a.id INTO aid FROM linked_audiences.audience a WHERE a.key = la_compute_audience.key;
+    IF aid IS NULL THEN
+        -- Raises the error for an unknown key, with the nearest names.
+        RETURN linked_audiences.compute_audience(key, mode);
+    END IF;
+    IF mode IS NULL OR mode NOT IN ('full', 'incremental', 'auto') THEN
+        RAISE EXCEPTION 'mode: unknown mode "%"', mode USING ERRCODE = '22023', HINT = 'Modes: full, incremental, auto.';
+    END IF;
+    BEGIN
+        RETURN linked_audiences.compute_audience(key, mode);
+    EXCEPTION WHEN others THEN
+        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+        INSERT INTO linked_audiences.runs (audience_id, started_at, finished_at, status, error)
+        VALUES (aid, started, clock_timestamp(), 'failed', st || ': ' || msg)
+        RETURNING id INTO rid;
+        RAISE WARNING 'linked_audiences: computing audience "%" failed: %', key, msg;
+        RETURN jsonb_build_object('run_id', rid, 'status', 'failed', 'sqlstate', st, 'error', msg);
+    END;
+END
+$$;
+
+-- Computes every enabled audience, referenced audiences before those that reference
+-- them. First warns about schedules whose last three runs failed.
+CREATE FUNCTION @extschema@.la_compute_all(mode text DEFAULT 'auto') RETURNS TABLE (audience text, result jsonb)
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    k text;
+BEGIN
+    PERFORM linked_audiences.warn_failing_schedules();
+    FOR k IN
+        WITH RECURSIVE d(key, depth) AS (
+            SELECT a.key, 0 FROM linked_audiences.audience a
+            UNION ALL
+            SELECT a.key, d.depth + 1
+            FROM linked_audiences.audience a JOIN d ON d.key = ANY (a.depends_on)
+            WHERE d.depth < 64)
+        SELECT d.key FROM d JOIN linked_audiences.audience a ON a.key = d.key
+        WHERE a.enabled
+        GROUP BY d.key, a.id
+        ORDER BY max(d.depth), a.id
+    LOOP
+        audience := k;
+        result := @extschema@.la_compute_audience(k, mode);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION linked_audiences.capture_sync() RETURNS void VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', 'capture_sync_wrapper';
+CREATE FUNCTION @extschema@."la_capture_changes"(
+	"enabled" bool DEFAULT true /* bool */
+) RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'la_capture_changes_wrapper';
+
+-- Editors also compute incrementally.
+-- Grants a role what one level of use needs (SPEC section 6). Functions run as their
+-- caller, so these table privileges (and the caller's own grants and row-level
+-- security on the warehouse tables) decide what each role can do.
+--   viewer:   read the graph, audiences, members, history and runs
+--   consumer: read and settle the outbox
+--   editor:   everything: define the graph, audiences and activations, compute
+CREATE OR REPLACE FUNCTION @extschema@.la_grant(role name, level text) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = la_grant.role) THEN
+        RAISE EXCEPTION 'role: role "%" does not exist', role USING ERRCODE = '42704';
+    END IF;
+    IF level IS NULL OR level NOT IN ('viewer', 'consumer', 'editor') THEN
+        RAISE EXCEPTION 'level: unknown level "%"', level
+            USING ERRCODE = '22023', HINT = 'Levels: viewer, consumer, editor.';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA linked_audiences TO %I', role);
+    IF level IN ('viewer', 'editor') THEN
+        EXECUTE format('GRANT SELECT ON linked_audiences.data_graph, linked_audiences.audience,
+            linked_audiences.audiences, linked_audiences.audience_version, linked_audiences.audience_members,
+            linked_audiences.audience_entities, linked_audiences.membership_changes, linked_audiences.runs,
+            linked_audiences.running, linked_audiences.destination, linked_audiences.activation TO %I', role);
+    END IF;
+    IF level IN ('consumer', 'editor') THEN
+        EXECUTE format('GRANT SELECT ON linked_audiences.destination TO %I', role);
+        EXECUTE format('GRANT SELECT, DELETE ON linked_audiences.outbox TO %I', role);
+        EXECUTE format('GRANT SELECT, UPDATE, DELETE ON linked_audiences.outbox_state TO %I', role);
+    END IF;
+    IF level = 'editor' THEN
+        EXECUTE format('GRANT INSERT, UPDATE, DELETE ON linked_audiences.data_graph, linked_audiences.audience,
+            linked_audiences.audience_version, linked_audiences.audience_members, linked_audiences.audience_entities,
+            linked_audiences.membership_changes, linked_audiences.runs, linked_audiences.destination,
+            linked_audiences.activation TO %I', role);
+        EXECUTE format('GRANT INSERT ON linked_audiences.outbox, linked_audiences.outbox_state TO %I', role);
+        -- Incremental computes: capture state, the change log, each audience's position.
+        EXECUTE format('GRANT SELECT, UPDATE ON linked_audiences.capture TO %I', role);
+        EXECUTE format('GRANT SELECT, DELETE ON linked_audiences.change_log TO %I', role);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON linked_audiences.compute_position TO %I', role);
+        EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA linked_audiences TO %I', role);
+    END IF;
+    RETURN level;
+END
+$$;
+-- Roles already granted 'editor' get the new tables too.
+DO $$
+DECLARE
+    r name;
+BEGIN
+    FOR r IN SELECT DISTINCT g.grantee FROM information_schema.role_table_grants g
+             WHERE g.table_schema = 'linked_audiences' AND g.table_name = 'runs' AND g.privilege_type = 'INSERT'
+               AND g.grantee <> current_user
+    LOOP
+        EXECUTE format('GRANT SELECT, UPDATE ON linked_audiences.capture TO %I', r);
+        EXECUTE format('GRANT SELECT, DELETE ON linked_audiences.change_log TO %I', r);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON linked_audiences.compute_position TO %I', r);
+    END LOOP;
+END
+$$;

@@ -9,6 +9,7 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 pub mod activation;
 pub mod audience;
+pub mod capture;
 pub mod compile;
 pub mod compute;
 pub mod error;

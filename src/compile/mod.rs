@@ -21,7 +21,7 @@ use crate::audience::model::{
 use crate::error::{Kind, Problem};
 use crate::graph::catalog::{comparable, Catalog, Column, Table};
 use crate::graph::joins::{resolve, ResolvedJoin};
-use crate::graph::model::{DataGraph, Entity};
+use crate::graph::model::{DataGraph, Entity, Join};
 use crate::names::{hint_for, path_key};
 use serde_json::Value;
 use sql::{LiteralCheck, ParamValue};
@@ -107,6 +107,11 @@ pub struct Compiled {
     pub direct: Option<String>,
     /// Every node of the definition, in the order compiled.
     pub nodes: Vec<NodeSql>,
+    /// Every table the audience reads (quoted), including those left out of the SQL.
+    pub tables: Vec<String>,
+    /// A condition compares with `now()` (`within_last`, `not_within_last`, an event
+    /// window `last`): membership changes with the clock, not only with writes.
+    pub uses_now: bool,
 }
 
 impl Compiled {
@@ -118,6 +123,18 @@ impl Compiled {
         format!(
             "SELECT p.{pk}::pg_catalog.text AS profile_id\nFROM {t} p\nWHERE {c}",
             pk = self.profile.pk,
+            t = self.profile.table,
+            c = self.condition
+        )
+    }
+
+    /// The members among the profiles whose ids (as text) are in `ids` (a relation with a
+    /// `profile_id` column): an incremental compute evaluates only those.
+    pub fn members_among_sql(&self, ids: &str) -> String {
+        format!(
+            "SELECT p.{pk}::pg_catalog.text AS profile_id\nFROM {t} p\nWHERE p.{pk} IN (SELECT d.profile_id::{ty} FROM {ids} d) AND {c}",
+            pk = self.profile.pk,
+            ty = self.profile.pk_type,
             t = self.profile.table,
             c = self.condition
         )
@@ -244,6 +261,7 @@ pub fn compile_node(
         nodes: Vec::new(),
         scopes: Vec::new(),
         pending: None,
+        uses_now: false,
     };
     c.read("$".into(), table);
     let scope = vec![Row {
@@ -275,6 +293,8 @@ pub fn compile_node(
         literal_checks: c.checks,
         direct: c.direct,
         nodes: c.nodes,
+        tables: c.reads.iter().map(|(_, t)| t.quoted.clone()).collect(),
+        uses_now: c.uses_now,
     })
 }
 
@@ -437,6 +457,8 @@ struct Compiler<'a> {
     scopes: Vec<String>,
     /// The rows and candidates of the relationship or event node just compiled.
     pending: Option<(EntitySelect, Option<EntitySelect>)>,
+    /// Some condition compares with `now()`.
+    uses_now: bool,
     direct: Option<String>,
 }
 
@@ -712,15 +734,10 @@ impl<'a> Compiler<'a> {
                 format!("linked_audiences internal error: {what}"),
             )
         };
-        // Co-location: when every entity on the whole path names a profile_key, equate
-        // it along the joins (Citus needs the distribution column in every join).
-        let full_path = graph.path_to(hops.last()?).unwrap_or_default();
-        let colocated = full_path.iter().all(|s| {
-            graph
-                .relationship(s)
-                .and_then(|p| graph.entity(&p.rel.related_entity))
-                .is_some_and(|e| e.profile_key.is_some())
-        });
+        // Co-location: on each hop where both sides carry a profile key (the profile's
+        // primary key for the profile, `profile_key` for entities and junctions), the
+        // keys are equated too: Citus joins distributed tables only on their
+        // distribution column. Hops to tables without one join as written.
         for (i, slug) in hops.iter().enumerate() {
             let placed = graph.relationship(slug)?;
             let entity = graph.entity(&placed.rel.related_entity)?;
@@ -748,9 +765,22 @@ impl<'a> Compiler<'a> {
             let col = |t: &Table, name: &str| t.column(name).map(|c| c.quoted.clone());
             let mut on: Vec<String> = Vec::new();
             let mut piece = String::new();
+            // The profile keys of this hop's parent and child rows, when they carry one.
+            let parent_key = profile_key_name(graph, &parent);
+            let child_key = entity
+                .profile_key
+                .as_deref()
+                .filter(|k| table.column(k).is_some());
             may_repeat |= match &join {
+                // Unique on the join column, or on it together with the profile key when
+                // the hop equates keys (a primary key unique per profile on Citus).
                 ResolvedJoin::Direct { parent_column, .. } => {
-                    i > 0 && !parent.table.unique_on(&[parent_column.as_str()])
+                    i > 0
+                        && !parent.table.unique_on(&[parent_column.as_str()])
+                        && !(child_key.is_some()
+                            && parent_key.as_deref().is_some_and(|k| {
+                                parent.table.unique_on(&[parent_column.as_str(), k])
+                            }))
                 }
                 // One identifier row per (profile, type, value) reaches each row once.
                 ResolvedJoin::ExternalId { .. } => !graph
@@ -765,6 +795,7 @@ impl<'a> Compiler<'a> {
                 ResolvedJoin::Junction { .. } => true,
             };
             let mut through: Option<bool> = None;
+            let mut keyed_junction = false;
             let (a, o) = match join {
                 ResolvedJoin::Direct {
                     parent_column,
@@ -827,28 +858,50 @@ impl<'a> Compiler<'a> {
                     let lc = col(jt, &left_column)?;
                     let rc = col(jt, &right_column)?;
                     let cc = col(table, &child_column)?;
+                    // The junction's own profile key: equated with each side that has one.
+                    let jk = match &placed.rel.join {
+                        Join::Junction(j) => j.profile_key.as_deref().and_then(|k| col(jt, k)),
+                        _ => None,
+                    };
+                    let mut inner = format!("{alias}.{cc} = {ja}.{rc}");
+                    if let Some(jk) = &jk {
+                        if let Some(ck) = child_key.and_then(|k| col(table, k)) {
+                            if (&ck, jk) != (&cc, &rc) {
+                                inner.push_str(&format!(" AND {alias}.{ck} = {ja}.{jk}"));
+                            }
+                        }
+                        if let Some(ppk) = parent_key.as_deref().and_then(|k| col(parent.table, k)) {
+                            on.push(format!("{ja}.{jk} = {}.{ppk}", parent.alias));
+                        }
+                    }
                     piece.push_str(&format!(
-                        "{} {ja} JOIN {} {alias} ON {alias}.{cc} = {ja}.{rc}",
+                        "{} {ja} JOIN {} {alias} ON {inner}",
                         jt.quoted, table.quoted
                     ));
+                    keyed_junction = jk.is_some();
                     (format!("{ja}.{lc}"), format!("{}.{pc}", parent.alias))
                 }
             };
-            if colocated {
-                if let (Some(pk), Some(ppk)) = (
-                    entity.profile_key.as_deref().and_then(|k| col(table, k)),
-                    parent_profile_key(graph, &parent),
+            // The child's key equals the parent's, unless a junction with a key of its
+            // own carries the equality across (junction = parent, child = junction).
+            if !keyed_junction {
+                if let (Some(ck), Some(ppk)) = (
+                    child_key.and_then(|k| col(table, k)),
+                    parent_key.as_deref().and_then(|k| col(parent.table, k)),
                 ) {
-                    on.push(format!("{alias}.{pk} = {}.{ppk}", parent.alias));
+                    on.push(format!("{alias}.{ck} = {}.{ppk}", parent.alias));
                 }
             }
+            // A join on the profile key itself needs no second equality.
+            on.retain(|c| *c != format!("{a} = {o}"));
             if i == 0 {
                 from = piece;
                 anchor = a;
                 outer = o;
                 conds.extend(on);
             } else {
-                if through == Some(true) && !colocated {
+                // Not when this hop equates profile keys with the row left out.
+                if through == Some(true) && on.is_empty() {
                     short = Some(Short {
                         from: piece.clone(),
                         anchor: a.clone(),
@@ -1121,6 +1174,7 @@ impl<'a> Compiler<'a> {
             let cond = match w {
                 Window::Last(i) => {
                     let p = self.interval(i, &path_key(&wp, "last"));
+                    self.uses_now = true;
                     format!("{alias}.{ts} >= pg_catalog.now() - {p}")
                 }
                 Window::After(t) => format!("{alias}.{ts} > {}", lit(self, "after", t)),
@@ -1453,6 +1507,7 @@ impl<'a> Compiler<'a> {
                     ));
                 };
                 let iv = self.interval(i, &vp);
+                self.uses_now = true;
                 if p.op == Op::WithinLast {
                     format!("({e} >= pg_catalog.now() - {iv})")
                 } else {
@@ -1917,18 +1972,14 @@ impl<'a> Compiler<'a> {
     }
 }
 
-/// The quoted profile_key column of a row's entity, or the profile's primary key.
-fn parent_profile_key(graph: &DataGraph, row: &Row<'_>) -> Option<String> {
-    match row.entity {
-        Some(e) => row
-            .table
-            .column(e.profile_key.as_deref()?)
-            .map(|c| c.quoted.clone()),
-        None => row
-            .table
-            .column(&graph.profile.as_ref()?.primary_key)
-            .map(|c| c.quoted.clone()),
-    }
+/// The profile key column a row carries: its entity's `profile_key`, or the profile's
+/// primary key for the profile; `None` when it has none (a reference table).
+fn profile_key_name(graph: &DataGraph, row: &Row<'_>) -> Option<String> {
+    let name = match row.entity {
+        Some(e) => e.profile_key.as_deref()?,
+        None => &graph.profile.as_ref()?.primary_key,
+    };
+    row.table.column(name).map(|_| name.to_string())
 }
 
 /// A JSON number as Postgres reads it: integral floats (`1.0`) as integers, so they fit

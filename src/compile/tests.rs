@@ -159,6 +159,19 @@ fn compile_with(cat: &crate::graph::catalog::Catalog, def: Value) -> Compiled {
     compile(&ctx, &def, None).unwrap_or_else(|e| panic!("{e:#?}"))
 }
 
+/// The first problem's (sqlstate, "path: message") compiling over the given catalog.
+fn compile_err_with(cat: &crate::graph::catalog::Catalog, def: Value) -> (String, String) {
+    let graph = parse_graph(&demo_graph_json()).unwrap();
+    let audiences = BTreeMap::new();
+    let ctx = Ctx {
+        graph: &graph,
+        cat,
+        audiences: &audiences,
+    };
+    let ps = compile(&ctx, &def, None).expect_err("expected a problem");
+    (ps[0].kind.sqlstate().to_string(), ps[0].full_message())
+}
+
 /// `public.table.column REFERENCES public.target (id)`.
 fn add_foreign_key(
     cat: &mut crate::graph::catalog::Catalog,
@@ -216,18 +229,21 @@ fn pass_through_rows_are_left_out_when_a_foreign_key_allows() {
         "{}",
         c.condition
     );
-    // A household the caller may not read, or one under row-level security, stays in
-    // the join: its privileges and policies apply as they would to any graph table.
+    // A household under row-level security stays in the join: its policies apply as
+    // they would to any graph table. One the caller may not read is refused (42501),
+    // even though the join would leave it out.
     for (readable, row_security) in [(false, false), (true, true)] {
         let mut guarded = cat.clone();
         if let Some(Lookup::Found(h)) = guarded.tables.get_mut("public.households") {
             h.readable = readable;
             h.row_security = row_security;
         }
-        let c = compile_with(
-            &guarded,
-            json!({"relationship": "pets", "count": {"at_least": 2}}),
-        );
+        let def = json!({"relationship": "pets", "count": {"at_least": 2}});
+        if !readable {
+            assert_eq!(compile_err_with(&guarded, def).0, "42501");
+            continue;
+        }
+        let c = compile_with(&guarded, def);
         assert!(
             c.condition.contains("public.households r1"),
             "{}",
@@ -273,6 +289,11 @@ fn event_counts_read_members_straight_from_events_when_a_foreign_key_allows() {
         if let Some(Lookup::Found(p)) = guarded.tables.get_mut("public.profiles") {
             p.readable = readable;
             p.row_security = row_security;
+        }
+        if !readable {
+            // Refused outright (42501): the caller may not read the profiles.
+            assert_eq!(compile_err_with(&guarded, twice.clone()).0, "42501");
+            continue;
         }
         assert!(compile_with(&guarded, twice.clone()).direct.is_none());
     }
@@ -518,4 +539,177 @@ fn hostile_corpus_never_panics_or_injects() {
         assert!(e[0].message.contains("more than 2000 nodes"), "{:?}", e[0]);
         assert!(compile(ctx, &wide(1500), None).is_ok());
     });
+}
+
+/// A warehouse distributed by profile (Citus): orders, line items, reviews, carts,
+/// shipments and gift cards carry `profile_key` and are unique only together with it;
+/// products is a reference table; cart_items and order_gift_cards are junctions with
+/// the key, order_shipments one without.
+fn citus_graph_json() -> Value {
+    json!({
+      "entities": [
+        {"slug": "orders", "table_ref": "public.orders", "primary_key": "id", "profile_key": "profile_id"},
+        {"slug": "line_items", "table_ref": "public.line_items", "primary_key": "id", "profile_key": "profile_id"},
+        {"slug": "products", "table_ref": "public.products", "primary_key": "sku"},
+        {"slug": "reviews", "table_ref": "public.reviews", "primary_key": "id", "profile_key": "profile_id"},
+        {"slug": "carts", "table_ref": "public.carts", "primary_key": "id", "profile_key": "profile_id"},
+        {"slug": "shipments", "table_ref": "public.shipments", "primary_key": "id", "profile_key": "profile_id"},
+        {"slug": "gift_cards", "table_ref": "public.gift_cards", "primary_key": "id", "profile_key": "profile_id"}
+      ],
+      "profile": {"table_ref": "public.profiles", "primary_key": "id", "relationships": [
+        {"slug": "orders", "related_entity": "orders", "trait": {"name": "id", "join_key": "profile_id"},
+         "relationships": [
+           {"slug": "line_items", "related_entity": "line_items", "join_on": "orders.id = line_items.order_id",
+            "relationships": [
+              {"slug": "products", "related_entity": "products", "join_on": "line_items.product_sku = products.sku",
+               "relationships": [
+                 {"slug": "reviews", "related_entity": "reviews", "join_on": "products.sku = reviews.product_sku"}]}]},
+           {"slug": "shipments", "related_entity": "shipments",
+            "junction_table": {"table_ref": "public.order_shipments",
+                               "left_join_on": "orders.id = order_id", "right_join_on": "shipment_id = shipments.id"}},
+           {"slug": "gift_cards", "related_entity": "gift_cards",
+            "junction_table": {"table_ref": "public.order_gift_cards", "profile_key": "profile_id",
+                               "left_join_on": "orders.id = order_id", "right_join_on": "gift_card_id = gift_cards.id"}}]},
+        {"slug": "carts", "related_entity": "carts", "trait": {"name": "id", "join_key": "profile_id"},
+         "relationships": [
+           {"slug": "cart_products", "related_entity": "products",
+            "junction_table": {"table_ref": "public.cart_items", "profile_key": "profile_id",
+                               "left_join_on": "carts.id = cart_id", "right_join_on": "product_sku = products.sku"}}]}]}
+    })
+}
+
+fn citus_catalog() -> crate::graph::catalog::Catalog {
+    use crate::graph::catalog::tests::table;
+    use crate::graph::catalog::Catalog;
+    let keyed = |name: &str, cols: &[(&str, &str)]| {
+        let mut t = table("public", name, cols, &["profile_id"]);
+        t.unique_sets = vec![vec!["profile_id".into(), "id".into()]];
+        t
+    };
+    let tables = vec![
+        table("public", "profiles", &[("id", "bigint"), ("plan", "text")], &["id"]),
+        keyed("orders", &[("profile_id", "bigint"), ("id", "bigint"), ("status", "text")]),
+        keyed(
+            "line_items",
+            &[("profile_id", "bigint"), ("id", "bigint"), ("order_id", "bigint"),
+              ("product_sku", "text"), ("quantity", "integer")],
+        ),
+        table("public", "products", &[("sku", "text"), ("category", "text"), ("price", "numeric")], &["sku"]),
+        keyed(
+            "reviews",
+            &[("profile_id", "bigint"), ("id", "bigint"), ("product_sku", "text"), ("rating", "integer")],
+        ),
+        keyed("carts", &[("profile_id", "bigint"), ("id", "bigint"), ("status", "text")]),
+        table(
+            "public",
+            "cart_items",
+            &[("profile_id", "bigint"), ("cart_id", "bigint"), ("product_sku", "text")],
+            &["profile_id"],
+        ),
+        keyed("shipments", &[("profile_id", "bigint"), ("id", "bigint"), ("carrier", "text")]),
+        table("public", "order_shipments", &[("order_id", "bigint"), ("shipment_id", "bigint")], &[]),
+        keyed("gift_cards", &[("profile_id", "bigint"), ("id", "bigint"), ("balance", "numeric")]),
+        table(
+            "public",
+            "order_gift_cards",
+            &[("profile_id", "bigint"), ("order_id", "bigint"), ("gift_card_id", "bigint")],
+            &["profile_id"],
+        ),
+    ];
+    let mut cat = Catalog::default();
+    for t in tables {
+        cat.tables.insert(t.display(), Lookup::Found(t));
+    }
+    cat
+}
+
+fn citus_ok(def: Value) -> Compiled {
+    let graph = parse_graph(&citus_graph_json()).unwrap();
+    let cat = citus_catalog();
+    let report = crate::graph::validate::validate(&graph, &cat, 6);
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    let audiences = BTreeMap::new();
+    let ctx = Ctx {
+        graph: &graph,
+        cat: &cat,
+        audiences: &audiences,
+    };
+    compile(&ctx, &def, None).unwrap_or_else(|e| panic!("{e:#?}"))
+}
+
+/// Profile keys are equated on each hop where both sides carry one; hops to a table
+/// without one (a reference table) join as written, and so do the hops out of it.
+#[test]
+fn profile_keys_are_equated_on_each_hop_where_both_sides_carry_one() {
+    // Keyed -> keyed -> reference -> keyed: the two first hops are co-located, the
+    // product joins as written, and so do its reviews (anyone's: no key to equate with).
+    let c = citus_ok(
+        json!({"relationship": "reviews", "where": {"column": "rating", "op": "gte", "value": 4}}),
+    );
+    assert_eq!(
+        c.condition,
+        "EXISTS (SELECT 1 FROM public.orders r1 JOIN public.line_items r2 ON r2.order_id = r1.id AND r2.profile_id = r1.profile_id JOIN public.products r3 ON r3.sku = r2.product_sku JOIN public.reviews r4 ON r4.product_sku = r3.sku WHERE r1.profile_id = p.id AND (r4.rating >= $1::integer))"
+    );
+    // Keyed -> keyed -> reference (the common case: an order's line items' products).
+    let c = citus_ok(
+        json!({"relationship": "products", "where": {"column": "category", "op": "equals", "value": "toys"}}),
+    );
+    assert_eq!(
+        c.condition,
+        "EXISTS (SELECT 1 FROM public.orders r1 JOIN public.line_items r2 ON r2.order_id = r1.id AND r2.profile_id = r1.profile_id JOIN public.products r3 ON r3.sku = r2.product_sku WHERE r1.profile_id = p.id AND (r3.category = $1::text))"
+    );
+    // A nested node starts at an order row: its key is equated in the subquery.
+    let c = citus_ok(json!({"relationship": "orders",
+        "relationships": [{"relationship": "line_items", "count": {"at_least": 2}}]}));
+    assert_eq!(
+        c.condition,
+        "EXISTS (SELECT 1 FROM public.orders r1 WHERE r1.profile_id = p.id AND EXISTS (SELECT 1 FROM (SELECT r2.order_id AS k FROM public.line_items r2 WHERE r2.profile_id = r1.profile_id GROUP BY 1 HAVING pg_catalog.count(*) >= $1::pg_catalog.int8) g3 WHERE g3.k = r1.id))"
+    );
+    // A primary key unique only together with the profile key: a co-located hop on
+    // (order_id, profile_id) reaches each line item once, so counts need no DISTINCT.
+    let c = citus_ok(json!({"relationship": "line_items", "count": {"at_least": 3}}));
+    assert!(
+        c.condition.contains("HAVING pg_catalog.count(*) >= $1::pg_catalog.int8"),
+        "{}",
+        c.condition
+    );
+    // Entity selects carry the same equalities.
+    let c = citus_ok(json!({"relationship": "line_items"}));
+    assert_eq!(c.entity_selects[0].where_sql(), "r1.profile_id = p.id");
+    assert_eq!(
+        c.entity_selects[0].from,
+        "public.orders r1 JOIN public.line_items r2 ON r2.order_id = r1.id AND r2.profile_id = r1.profile_id"
+    );
+}
+
+#[test]
+fn junctions_with_and_without_a_profile_key() {
+    // A junction with a key, to a reference table: the junction's key equals the cart's.
+    let c = citus_ok(
+        json!({"relationship": "cart_products", "where": {"column": "price", "op": "gt", "value": 10}}),
+    );
+    assert_eq!(
+        c.condition,
+        "EXISTS (SELECT 1 FROM public.carts r1 JOIN public.cart_items j3 JOIN public.products r2 ON r2.sku = j3.product_sku ON j3.cart_id = r1.id AND j3.profile_id = r1.profile_id WHERE r1.profile_id = p.id AND (r2.price > $1::numeric))"
+    );
+    // A junction with a key between keyed rows: junction = parent, child = junction.
+    let c = citus_ok(json!({"relationship": "gift_cards"}));
+    assert_eq!(
+        c.condition,
+        "EXISTS (SELECT 1 FROM public.orders r1 JOIN public.order_gift_cards j3 JOIN public.gift_cards r2 ON r2.id = j3.gift_card_id AND r2.profile_id = j3.profile_id ON j3.order_id = r1.id AND j3.profile_id = r1.profile_id WHERE r1.profile_id = p.id)"
+    );
+    // A junction without a key (a reference table) between keyed rows: the child's key
+    // equals the parent's across it.
+    let c = citus_ok(json!({"relationship": "shipments"}));
+    assert_eq!(
+        c.condition,
+        "EXISTS (SELECT 1 FROM public.orders r1 JOIN public.order_shipments j3 JOIN public.shipments r2 ON r2.id = j3.shipment_id ON j3.order_id = r1.id AND r2.profile_id = r1.profile_id WHERE r1.profile_id = p.id)"
+    );
+    // Rows through a junction can repeat: counts stay distinct.
+    let c = citus_ok(json!({"relationship": "gift_cards", "count": {"at_least": 2}}));
+    assert!(
+        c.condition.contains("count(DISTINCT r2.id)"),
+        "{}",
+        c.condition
+    );
 }

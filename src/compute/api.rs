@@ -1,28 +1,51 @@
 //! `linked_audiences.compute_audience`: one compute, in the caller's transaction.
 //! The SQL wrappers (`la_compute_audience`, `la_compute_all`) add failure recording.
 
-use super::{entity_diff_sql, entity_pairs_sql, membership_diff_sql, MEMBERS_TABLE, PAIRS_TABLE};
+use super::{
+    entity_diff_sql, entity_pairs_sql, membership_diff_sql, DIRTY_TABLE, MEMBERS_TABLE, PAIRS_TABLE,
+};
 use crate::audience::spi::{args, compile_checked, load_env, require};
 use crate::compile::sql::ParamValue;
+use crate::compile::Compiled;
 use crate::json::Doc;
 use crate::sql::{internal, jsonb_row, jsonb_write};
-use crate::{ok_or_raise, raise_all};
+use crate::error::Problem;
+use crate::{ok_or_raise, raise, raise_all};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
+/// 0.2.0's one-argument compute (C symbol `compute_audience_wrapper`), for a database
+/// still on that version's schema until it is updated: a full compute.
+#[pg_extern(volatile, parallel_unsafe, strict, sql = false)]
+fn compute_audience(key: &str) -> JsonB {
+    compute(key, "full")
+}
+
 /// Computes one audience: membership and tracked entities are diffed against the last
 /// run; changes, the run row (and, with activations, outbox rows) are written in the
-/// caller's transaction.
+/// caller's transaction. `mode`: `full` evaluates every profile; `incremental` only
+/// those the captured changes since the last compute touched (refused when that would
+/// not be exact); `auto` the latter when it is exact, else the former.
 #[pg_extern(
     volatile,
     parallel_unsafe,
     strict,
-    sql = "CREATE FUNCTION linked_audiences.compute_audience(key text) RETURNS jsonb \
+    sql = "CREATE FUNCTION linked_audiences.compute_audience(key text, mode text) RETURNS jsonb \
            STRICT VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
-fn compute_audience(key: &str) -> JsonB {
+fn compute_audience_mode(key: &str, mode: &str) -> JsonB {
+    compute(key, mode)
+}
+
+fn compute(key: &str, mode: &str) -> JsonB {
     let started = std::time::Instant::now();
+    if !matches!(mode, "full" | "incremental" | "auto") {
+        raise(
+            &Problem::invalid("mode", format!("unknown mode \"{mode}\""))
+                .with_hint("Modes: full, incremental, auto."),
+        );
+    }
     let stored = ok_or_raise(require(key));
     // One compute of an audience at a time; the lock is what linked_audiences.running
     // shows to other sessions.
@@ -33,9 +56,36 @@ fn compute_audience(key: &str) -> JsonB {
         )
         .map_err(internal),
     );
+    // Before anything is read: what the next incremental compute continues from.
+    let snapshot = ok_or_raise(jsonb_row(
+        "SELECT pg_catalog.to_jsonb(pg_catalog.pg_current_snapshot()::pg_catalog.text)",
+        &[],
+    ))
+    .and_then(|v| v.as_str().map(str::to_owned))
+    .unwrap_or_default();
     let env = ok_or_raise(load_env());
     let compiled =
         compile_checked(&env, &stored.definition, Some(key)).unwrap_or_else(|ps| raise_all(&ps));
+    let current = ok_or_raise(crate::sql::schema_0_3());
+    // Entities of the relationships that Entity Added/Removed activations name.
+    let tracked: Vec<String> = ok_or_raise(jsonb_row(
+        "SELECT coalesce(pg_catalog.jsonb_agg(DISTINCT entity), '[]') FROM linked_audiences.activation
+         WHERE audience_id = $1 AND enabled AND entity IS NOT NULL",
+        &[stored.id.into()],
+    ))
+    .and_then(|v| serde_json::from_value(v).ok())
+    .unwrap_or_default();
+    let activations = ok_or_raise(crate::activation::api::load_activations(stored.id, None));
+    let fingerprint = fingerprint(&compiled, &tracked);
+    let (incremental, previous) = if !current || mode == "full" {
+        (false, None)
+    } else {
+        match incremental_from(stored.id, &compiled, &fingerprint, &activations) {
+            Ok(prev) => (true, Some(prev)),
+            Err(reason) if mode == "incremental" => crate::capture::api::not_incremental(&reason),
+            Err(_) => (false, None),
+        }
+    };
     let run = ok_or_raise(jsonb_write(
         "INSERT INTO linked_audiences.runs (audience_id, audience_version, status)
          VALUES ($1, $2, 'running') RETURNING pg_catalog.to_jsonb(id)",
@@ -50,9 +100,44 @@ fn compute_audience(key: &str) -> JsonB {
     params.push(ParamValue::Text(run.to_string()));
     let run_param = format!("${}::pg_catalog.int8", params.len());
 
-    let members = materialize(MEMBERS_TABLE, &compiled.members_sql(), &compiled.params);
+    // Incremental: the profiles the captured changes since the previous compute touched.
+    let among = incremental.then_some(DIRTY_TABLE);
+    let evaluated = match &previous {
+        Some(prev) => {
+            let (dirty, id_types) = crate::capture::dirty_profiles_sql(&env.graph, &env.cat, "lg", 2)
+                .unwrap_or_else(|| raise(&internal("no profile table to map changes to")));
+            let mut p = vec![ParamValue::Text(prev.clone())];
+            p.extend(id_types.into_iter().map(ParamValue::Text));
+            materialize(
+                DIRTY_TABLE,
+                &format!(
+                    "WITH lg AS MATERIALIZED (
+                         SELECT l.relation, l.col, l.value FROM linked_audiences.change_log l
+                         WHERE l.tx >= pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)
+                           AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, $1::pg_catalog.pg_snapshot))
+                     SELECT DISTINCT d.profile_id FROM ({dirty}) d(profile_id) WHERE d.profile_id IS NOT NULL"
+                ),
+                &p,
+            )
+        }
+        // Full: every profile the caller can see.
+        None => ok_or_raise(jsonb_row(
+            &format!(
+                "SELECT pg_catalog.to_jsonb(pg_catalog.count(*)) FROM {}",
+                compiled.profile.table
+            ),
+            &[],
+        ))
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0),
+    };
+    let members_sql = match among {
+        Some(d) => compiled.members_among_sql(d),
+        None => compiled.members_sql(),
+    };
+    let new_members = materialize(MEMBERS_TABLE, &members_sql, &compiled.params);
     let m = ok_or_raise(jsonb_write(
-        &membership_diff_sql(MEMBERS_TABLE, &audience, &run_param),
+        &membership_diff_sql(MEMBERS_TABLE, &audience, &run_param, among),
         &args(&params),
     ))
     .unwrap_or(Value::Null);
@@ -60,6 +145,18 @@ fn compute_audience(key: &str) -> JsonB {
         m["entered"].as_i64().unwrap_or(0),
         m["exited"].as_i64().unwrap_or(0),
     );
+    // An incremental compute found the members among the dirty profiles; the whole set
+    // is the stored one.
+    let members = if incremental {
+        ok_or_raise(jsonb_row(
+            "SELECT pg_catalog.to_jsonb(pg_catalog.count(*)) FROM linked_audiences.audience_members WHERE audience_id = $1",
+            &[stored.id.into()],
+        ))
+        .and_then(|v| v.as_i64())
+        .unwrap_or(new_members)
+    } else {
+        new_members
+    };
     pgrx::notice!("linked_audiences: {key}: {members} members, {entered} entered, {exited} exited");
     refresh_stats_if_big(
         "linked_audiences.audience_members",
@@ -67,18 +164,9 @@ fn compute_audience(key: &str) -> JsonB {
         members,
     );
 
-    // Entities of the relationships that Entity Added/Removed activations name.
-    let tracked: Vec<String> = ok_or_raise(jsonb_row(
-        "SELECT coalesce(pg_catalog.jsonb_agg(DISTINCT entity), '[]') FROM linked_audiences.activation
-         WHERE audience_id = $1 AND enabled AND entity IS NOT NULL",
-        &[stored.id.into()],
-    ))
-    .and_then(|v| serde_json::from_value(v).ok())
-    .unwrap_or_default();
     // A relationship tracked before, or tracked since the audience's first compute, has
     // changes; one newly tracked for an audience that already has members starts silently.
     // (A schema before 0.3.0 keeps no list: every tracked relationship has changes.)
-    let current = ok_or_raise(crate::sql::schema_0_3());
     let before = if current {
         ok_or_raise(jsonb_row(
             "SELECT pg_catalog.jsonb_build_object('tracked', pg_catalog.to_jsonb(a.tracked), 'computed', a.last_run_id IS NOT NULL)
@@ -108,13 +196,13 @@ fn compute_audience(key: &str) -> JsonB {
         let rel_param = format!("${}", p.len());
         materialize(
             PAIRS_TABLE,
-            &entity_pairs_sql(&compiled, &selects, &audience),
+            &entity_pairs_sql(&compiled, &selects, &audience, among),
             &params,
         );
         now_tracked.push(rel.clone());
         let record = !computed_before || was_tracked.contains(rel);
         let e = ok_or_raise(jsonb_write(
-            &entity_diff_sql(PAIRS_TABLE, &audience, &run_param, &rel_param, record),
+            &entity_diff_sql(PAIRS_TABLE, &audience, &run_param, &rel_param, record, among),
             &args(&p),
         ))
         .unwrap_or(Value::Null);
@@ -142,7 +230,6 @@ fn compute_audience(key: &str) -> JsonB {
     }
 
     // Every change becomes an event for each enabled activation, in this transaction.
-    let activations = ok_or_raise(crate::activation::api::load_activations(stored.id, None));
     let mut events_written = 0i64;
     let mut truncated = 0i64;
     if !activations.is_empty() {
@@ -185,6 +272,9 @@ fn compute_audience(key: &str) -> JsonB {
             .map_err(internal),
         );
     }
+    if current {
+        record_position(stored.id, &snapshot, &fingerprint);
+    }
     let duration_ms = started.elapsed().as_millis() as i64;
     ok_or_raise(jsonb_write(
         "WITH r AS (
@@ -198,6 +288,8 @@ fn compute_audience(key: &str) -> JsonB {
     ));
     JsonB(json!({
         "run_id": run,
+        "mode": if incremental { "incremental" } else { "full" },
+        "profiles_evaluated": evaluated,
         "members": members,
         "entered": entered,
         "exited": exited,
@@ -207,6 +299,108 @@ fn compute_audience(key: &str) -> JsonB {
         "events_truncated": truncated,
         "duration_ms": duration_ms,
     }))
+}
+
+/// What a compute computed, to know whether the next may continue from it: its query
+/// and parameters, the relationships it tracks, the graph.
+fn fingerprint(compiled: &Compiled, tracked: &[String]) -> String {
+    let text = json!({
+        "sql": compiled.members_sql(),
+        "params": compiled.params.iter().map(|p| match p {
+            ParamValue::Text(t) => json!(t),
+            ParamValue::TextArray(a) => json!(a),
+        }).collect::<Vec<_>>(),
+        "tracked": tracked,
+    })
+    .to_string();
+    ok_or_raise(jsonb_row(
+        "SELECT pg_catalog.to_jsonb(pg_catalog.md5($1 || coalesce((SELECT g.graph::pg_catalog.text FROM linked_audiences.data_graph g), '')))",
+        &[text.as_str().into()],
+    ))
+    .and_then(|v| v.as_str().map(str::to_owned))
+    .unwrap_or_default()
+}
+
+/// The snapshot of the previous compute, when an incremental compute from it is exact;
+/// else why not.
+fn incremental_from(
+    audience_id: i64,
+    compiled: &Compiled,
+    fingerprint: &str,
+    activations: &[crate::activation::events::Activation],
+) -> Result<String, String> {
+    if compiled.uses_now {
+        return Err("the definition compares with the current time (within_last, not_within_last or an event window \"last\"), which changes membership without any write".into());
+    }
+    if activations.iter().any(|a| a.sends_existing_now()) {
+        return Err("an activation sends the current members at its first compute".into());
+    }
+    let s = ok_or_raise(jsonb_row(
+        "SELECT pg_catalog.jsonb_build_object(
+             'capture', c.enabled,
+             'tables', c.tables,
+             'snapshot', cp.snapshot::pg_catalog.text,
+             'same', cp.fingerprint = $2,
+             'capture_before', pg_catalog.pg_visible_in_snapshot(c.started_tx, cp.snapshot) OR c.started_tx = cp.tx,
+             'pruned', c.pruned_before IS NOT NULL AND pg_catalog.pg_snapshot_xmin(cp.snapshot) < c.pruned_before,
+             'truncated', EXISTS (SELECT 1 FROM linked_audiences.change_log l
+                                  WHERE l.col = '' AND l.tx >= pg_catalog.pg_snapshot_xmin(cp.snapshot)
+                                    AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot)))
+         FROM linked_audiences.capture c
+         LEFT JOIN linked_audiences.compute_position cp ON cp.audience_id = $1",
+        &[audience_id.into(), fingerprint.into()],
+    ))
+    .unwrap_or(Value::Null);
+    if s["capture"] != json!(true) {
+        return Err("change capture is off (turn it on with la_capture_changes())".into());
+    }
+    let Some(snapshot) = s["snapshot"].as_str() else {
+        return Err("there is no earlier compute to continue from".into());
+    };
+    if s["capture_before"] != json!(true) {
+        return Err("capture was not on for the whole interval since the last compute".into());
+    }
+    if s["same"] != json!(true) {
+        return Err("the audience, an audience it references, the relationships its activations track or the graph changed since the last compute".into());
+    }
+    if s["pruned"] == json!(true) {
+        return Err("the change log was pruned past the last compute (the audience was disabled meanwhile)".into());
+    }
+    if s["truncated"] == json!(true) {
+        return Err("a captured table was truncated since the last compute".into());
+    }
+    let captured: Vec<String> = serde_json::from_value(s["tables"].clone()).unwrap_or_default();
+    if let Some(t) = compiled.tables.iter().find(|t| !captured.contains(t)) {
+        return Err(format!("changes to {t} are not captured"));
+    }
+    Ok(snapshot.to_string())
+}
+
+/// Where this compute left the warehouse; and the change log no audience needs any
+/// more (every enabled audience's position sees it) is pruned.
+fn record_position(audience_id: i64, snapshot: &str, fingerprint: &str) {
+    ok_or_raise(
+        Spi::run_with_args(
+            "INSERT INTO linked_audiences.compute_position (audience_id, snapshot, tx, fingerprint)
+             VALUES ($1, $2::pg_catalog.pg_snapshot, pg_catalog.pg_current_xact_id(), $3)
+             ON CONFLICT (audience_id) DO UPDATE
+             SET snapshot = excluded.snapshot, tx = excluded.tx, fingerprint = excluded.fingerprint",
+            &[audience_id.into(), snapshot.into(), fingerprint.into()],
+        )
+        .map_err(internal),
+    );
+    ok_or_raise(
+        Spi::run(
+            "WITH m AS (SELECT min(pg_catalog.pg_snapshot_xmin(cp.snapshot)) AS x
+                        FROM linked_audiences.compute_position cp
+                        JOIN linked_audiences.audience a ON a.id = cp.audience_id AND a.enabled),
+                  d AS (DELETE FROM linked_audiences.change_log l USING m WHERE l.tx < m.x RETURNING 1)
+             UPDATE linked_audiences.capture c SET pruned_before = m.x FROM m
+             WHERE m.x IS NOT NULL AND (c.pruned_before IS NULL OR c.pruned_before < m.x)
+               AND EXISTS (SELECT 1 FROM d)",
+        )
+        .map_err(internal),
+    );
 }
 
 /// Materializes a SELECT, its parameters bound (never spliced into the SQL), in a

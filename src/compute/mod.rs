@@ -15,12 +15,18 @@ use crate::compile::{Compiled, EntitySelect};
 /// statistics are stale (right after a first compute), where an anti-join could be
 /// planned as a nested loop over a CTE. Exits are deleted by ctid, a plan no statistics
 /// can turn into a nested loop over the table.
-pub fn membership_diff_sql(members: &str, audience: &str, run: &str) -> String {
+///
+/// `among`, for an incremental compute, restricts the diff to the profiles whose ids are
+/// in that relation (the dirty ones): the stored members of the others stay as they are.
+pub fn membership_diff_sql(members: &str, audience: &str, run: &str, among: Option<&str>) -> String {
+    let only = among
+        .map(|d| format!(" AND profile_id IN (SELECT d.profile_id FROM {d} d)"))
+        .unwrap_or_default();
     format!(
         "WITH diff AS MATERIALIZED (
     SELECT coalesce(c.profile_id, m.profile_id) AS profile_id, m.ctid AS old, c.profile_id IS NOT NULL AS member
     FROM {members} c
-    FULL JOIN (SELECT ctid, profile_id FROM linked_audiences.audience_members WHERE audience_id = {audience}) m
+    FULL JOIN (SELECT ctid, profile_id FROM linked_audiences.audience_members WHERE audience_id = {audience}{only}) m
            ON m.profile_id = c.profile_id
     WHERE c.profile_id IS NULL OR m.profile_id IS NULL),
 ins AS (
@@ -48,16 +54,33 @@ SELECT pg_catalog.jsonb_build_object(
 /// never is. The diff statements then read those tables.
 pub const MEMBERS_TABLE: &str = "pg_temp.la_compute_members";
 pub const PAIRS_TABLE: &str = "pg_temp.la_compute_pairs";
+/// The profiles an incremental compute evaluates (their ids as text).
+pub const DIRTY_TABLE: &str = "pg_temp.la_compute_dirty";
 
-/// The (profile, entity) pairs of one relationship for the audience's current members.
-pub fn entity_pairs_sql(c: &Compiled, selects: &[&EntitySelect], audience: &str) -> String {
+/// The (profile, entity) pairs of one relationship for the audience's current members
+/// (among the profiles in `among`, for an incremental compute).
+pub fn entity_pairs_sql(
+    c: &Compiled,
+    selects: &[&EntitySelect],
+    audience: &str,
+    among: Option<&str>,
+) -> String {
+    let only = among
+        .map(|d| {
+            format!(
+                " AND p.{pk} IN (SELECT d.profile_id::{ty} FROM {d} d)",
+                pk = c.profile.pk,
+                ty = c.profile.pk_type
+            )
+        })
+        .unwrap_or_default();
     let parts: Vec<String> = selects
         .iter()
         .map(|s| {
             format!(
                 "SELECT p.{pk}::pg_catalog.text AS profile_id, {t}.{tpk}::pg_catalog.text AS entity_id
     FROM {profile} p, {from}
-    WHERE {w} AND EXISTS (SELECT 1 FROM linked_audiences.audience_members m
+    WHERE {w}{only} AND EXISTS (SELECT 1 FROM linked_audiences.audience_members m
                           WHERE m.audience_id = {audience} AND m.profile_id = p.{pk}::pg_catalog.text)",
                 pk = c.profile.pk,
                 t = s.target_alias,
@@ -81,15 +104,19 @@ pub fn entity_diff_sql(
     run: &str,
     relationship: &str,
     record: bool,
+    among: Option<&str>,
 ) -> String {
     let only = if record { "" } else { " WHERE false" };
+    let among = among
+        .map(|d| format!(" AND profile_id IN (SELECT d.profile_id FROM {d} d)"))
+        .unwrap_or_default();
     format!(
         "WITH diff AS MATERIALIZED (
     SELECT coalesce(c.profile_id, e.profile_id) AS profile_id, coalesce(c.entity_id, e.entity_id) AS entity_id,
            e.ctid AS old, c.profile_id IS NOT NULL AS tracked
     FROM {pairs} c
     FULL JOIN (SELECT ctid, profile_id, entity_id FROM linked_audiences.audience_entities
-               WHERE audience_id = {audience} AND relationship = {relationship}) e
+               WHERE audience_id = {audience} AND relationship = {relationship}{among}) e
            ON e.profile_id = c.profile_id AND e.entity_id = c.entity_id
     WHERE c.profile_id IS NULL OR e.profile_id IS NULL),
 ins AS (

@@ -77,7 +77,12 @@ fn change(f: impl FnOnce(&mut DataGraph) -> Result<()>) -> JsonB {
         spi::lock_graph()?;
         let mut g = spi::load_graph()?;
         f(&mut g)?;
-        save(g)
+        let summary = save(g)?;
+        // Change capture follows the graph (by name: capture is a layer above this one).
+        if crate::sql::schema_0_3()? {
+            Spi::run("SELECT linked_audiences.capture_sync()").map_err(crate::sql::internal)?;
+        }
+        Ok(summary)
     };
     match run() {
         Ok(v) => JsonB(v),

@@ -68,6 +68,8 @@ pub struct Junction {
     pub primary_key: Option<String>,
     pub left_join_on: String,
     pub right_join_on: String,
+    /// A junction column holding the owning profile's primary key (co-located joins).
+    pub profile_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -326,12 +328,14 @@ pub fn parse_relationship(v: &Value, path: &str, out: &mut Problems) -> Option<R
         let primary_key = j.opt_str("primary_key", out);
         let left_join_on = j.req_str("left_join_on", out);
         let right_join_on = j.req_str("right_join_on", out);
+        let profile_key = j.opt_str("profile_key", out);
         j.finish(out);
         Some(Join::Junction(Junction {
             table_ref: table_ref?,
             primary_key,
             left_join_on: left_join_on?,
             right_join_on: right_join_on?,
+            profile_key,
         }))
     });
     let relationships = parse_relationships(&mut o, out);
@@ -484,6 +488,7 @@ impl Relationship {
                 put(&mut jm, "primary_key", &j.primary_key);
                 jm.insert("left_join_on".into(), json!(j.left_join_on));
                 jm.insert("right_join_on".into(), json!(j.right_join_on));
+                put(&mut jm, "profile_key", &j.profile_key);
                 Value::Object(jm)
             }
         };

@@ -543,3 +543,35 @@ fn dot_output() {
     assert!(dot.contains("profile -> events"));
     assert!(dot.trim_end().ends_with('}'));
 }
+
+/// A junction table may name `profile_key` (a distributed junction on Citus): checked
+/// like an entity's, kept in the stored graph.
+#[test]
+fn junction_tables_may_name_a_profile_key() {
+    let junction = |key: &str| {
+        let mut doc = demo_graph_json();
+        doc["profile"]["relationships"][2]["relationships"][0]["junction_table"]["profile_key"] =
+            json!(key);
+        doc
+    };
+    let doc = junction("cart_id");
+    let report = check_with(&doc, DEFAULT_MAX_DEPTH);
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    let g = parse(&doc).unwrap();
+    assert_eq!(g.to_json(), doc);
+
+    let (code, msg, hint) = only_problem(&junction("profile_idd"));
+    assert_eq!(code, "42703");
+    assert_eq!(
+        msg,
+        "$.profile.relationships[2].relationships[0].junction_table.profile_key: column \"profile_idd\" does not exist on table public.cart_items"
+    );
+    assert!(hint.is_some());
+
+    let (code, msg, _) = only_problem(&junction("product_sku"));
+    assert_eq!(code, "22023");
+    assert!(
+        msg.starts_with("$.profile.relationships[2].relationships[0].junction_table.profile_key: "),
+        "{msg}"
+    );
+}

@@ -463,6 +463,18 @@ impl<'a> Checker<'a> {
                 {
                     self.column(jt, pk, &path_key(&at, "primary_key"));
                 }
+                if let Join::Junction(Junction {
+                    profile_key: Some(pk),
+                    ..
+                }) = &rel.join
+                {
+                    let pk_at = path_key(&at, "profile_key");
+                    if let Some(c) = self.column(jt, pk, &pk_at) {
+                        if let Some((pt, pc)) = self.profile_key_column() {
+                            self.check_comparable((jt, c), (pt, pc), &pk_at);
+                        }
+                    }
+                }
                 let pc = parent_table
                     .and_then(|t| self.column(t, &parent_column, &left).map(|c| (t, c)));
                 let lc = self.column(jt, &left_column, &left);

@@ -1,0 +1,334 @@
+//! Change capture for incremental computes. Pure: which tables of the graph to capture
+//! and which of their columns to record, and the SQL that maps recorded values up the
+//! relationship paths to the profiles they touch.
+//!
+//! A statement-level trigger per table and event records, for every row a statement
+//! inserts, updates or deletes (old and new rows alike), the values of the table's *link
+//! columns* into `linked_audiences.change_log (tx, relation, col, value)`:
+//! - the profile table: its primary key;
+//! - the identifiers and events tables: their profile key;
+//! - an entity table: the column each relationship to it joins its parent on (a pet's
+//!   `household_id`), so a row that moves between parents dirties both;
+//! - a junction table: its column joined to the parent (`cart_id`).
+//!
+//! A profile is affected by a row exactly when the row lies on one of the profile's
+//! paths, and a row lies on a path through its link value: mapping each recorded value up
+//! the path (the parent rows joined on it, their own link values, and so on to the
+//! profile) gives every profile whose conditions may have changed.
+
+pub mod api;
+
+use crate::compile::sql::quote_literal;
+use crate::graph::catalog::{Catalog, Column, Table};
+use crate::graph::joins::{resolve, ResolvedJoin};
+use crate::graph::model::{DataGraph, Placed};
+
+/// One table to capture, with the link columns to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured<'a> {
+    pub table: &'a Table,
+    pub columns: Vec<String>,
+}
+
+/// A table the graph reads that triggers cannot capture (a view, a foreign table, a
+/// partitioned table written to through its partitions), with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uncapturable {
+    pub table: String,
+    pub reason: String,
+}
+
+/// The tables to capture and their link columns, in a stable order.
+pub fn plan<'a>(graph: &DataGraph, cat: &'a Catalog) -> Vec<Captured<'a>> {
+    let mut out: Vec<Captured<'a>> = Vec::new();
+    let mut add = |table_ref: &str, column: &str| {
+        let Some(t) = cat.table(table_ref) else {
+            return;
+        };
+        if t.column(column).is_none() {
+            return;
+        }
+        match out.iter_mut().find(|c| c.table.quoted == t.quoted) {
+            Some(c) if !c.columns.iter().any(|x| x == column) => c.columns.push(column.into()),
+            Some(_) => {}
+            None => out.push(Captured {
+                table: t,
+                columns: vec![column.into()],
+            }),
+        }
+    };
+    if let Some(p) = &graph.profile {
+        add(&p.table_ref, &p.primary_key);
+        if let Some(ids) = &p.identifiers {
+            add(&ids.table_ref, &ids.profile_key);
+        }
+    }
+    if let Some(ev) = &graph.events {
+        add(&ev.table_ref, &ev.profile_key);
+    }
+    for placed in graph.relationships() {
+        let Some(entity) = graph.entity(&placed.rel.related_entity) else {
+            continue;
+        };
+        match resolve(&placed) {
+            Ok(ResolvedJoin::Direct { child_column, .. })
+            | Ok(ResolvedJoin::ExternalId { child_column, .. }) => {
+                add(&entity.table_ref, &child_column)
+            }
+            Ok(ResolvedJoin::Junction {
+                table_ref,
+                left_column,
+                child_column,
+                ..
+            }) => {
+                add(&entity.table_ref, &child_column);
+                add(&table_ref, &left_column);
+            }
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+/// The SQL of the profile ids (as text, as `audience_members` stores them) touched by
+/// the rows of `log` (a relation with columns `relation`, `col`, `value`). Identifier
+/// types of external ids are parameters from `$first_param` on, returned with the SQL.
+pub fn dirty_profiles_sql(
+    graph: &DataGraph,
+    cat: &Catalog,
+    log: &str,
+    first_param: usize,
+) -> Option<(String, Vec<String>)> {
+    let profile = graph.profile.as_ref()?;
+    let pt = cat.table(&profile.table_ref)?;
+    let pk = pt.column(&profile.primary_key)?;
+    let mut m = Mapper {
+        graph,
+        cat,
+        log,
+        profile: pt,
+        pk,
+        params: Vec::new(),
+        first_param,
+    };
+    let mut parts = vec![m.logged(pt, pk)];
+    if let Some(ids) = &profile.identifiers {
+        if let Some((it, key)) = cat.table(&ids.table_ref).and_then(|t| Some((t, t.column(&ids.profile_key)?))) {
+            parts.push(m.logged(it, key));
+        }
+    }
+    if let Some(ev) = &graph.events {
+        if let Some((et, key)) = cat.table(&ev.table_ref).and_then(|t| Some((t, t.column(&ev.profile_key)?))) {
+            parts.push(m.logged(et, key));
+        }
+    }
+    for placed in graph.relationships() {
+        parts.extend(m.relationship(&placed));
+    }
+    Some((parts.join("\nUNION\n"), m.params))
+}
+
+struct Mapper<'a> {
+    graph: &'a DataGraph,
+    cat: &'a Catalog,
+    log: &'a str,
+    profile: &'a Table,
+    pk: &'a Column,
+    params: Vec<String>,
+    first_param: usize,
+}
+
+impl<'a> Mapper<'a> {
+    /// Values recorded for `table.column`.
+    fn values(&self, table: &Table, column: &Column) -> String {
+        format!(
+            "SELECT l.value FROM {log} l WHERE l.relation = {r} AND l.col = {c}",
+            log = self.log,
+            r = quote_literal(&table.quoted),
+            c = quote_literal(&column.name),
+        )
+    }
+
+    /// Values that are profile ids (the profile's key, or a profile key column).
+    fn logged(&self, table: &Table, column: &Column) -> String {
+        if std::ptr::eq(table, self.profile) {
+            return self.values(table, column);
+        }
+        // Re-typed through the profile key, so it prints as the profile's key does.
+        format!(
+            "SELECT x.v::{t}::pg_catalog.text FROM ({}) x(v)",
+            self.values(table, column),
+            t = self.pk.value_type()
+        )
+    }
+
+    /// `expr IN` the text values of `values`, cast to `column`'s type.
+    fn typed_in(expr: &str, column: &Column, values: &str) -> String {
+        format!(
+            "{expr} IN (SELECT x.v::{t} FROM ({values}) x(v))",
+            t = column.value_type()
+        )
+    }
+
+    /// The profiles touched through one relationship: by its entity's rows and, for a
+    /// junction, by the junction's rows.
+    fn relationship(&mut self, placed: &Placed<'_>) -> Vec<String> {
+        let Some(entity) = self.graph.entity(&placed.rel.related_entity) else {
+            return vec![];
+        };
+        let Some(table) = self.cat.table(&entity.table_ref) else {
+            return vec![];
+        };
+        let Ok(join) = resolve(placed) else {
+            return vec![];
+        };
+        let child_column = match &join {
+            ResolvedJoin::Direct { child_column, .. }
+            | ResolvedJoin::ExternalId { child_column, .. }
+            | ResolvedJoin::Junction { child_column, .. } => child_column.clone(),
+        };
+        let mut out = Vec::new();
+        if let Some(cc) = table.column(&child_column) {
+            let values = self.values(table, cc);
+            out.extend(self.up(placed, &values));
+        }
+        if let ResolvedJoin::Junction {
+            table_ref,
+            left_column,
+            ..
+        } = &join
+        {
+            if let Some((jt, lc)) = self
+                .cat
+                .table(table_ref)
+                .and_then(|t| Some((t, t.column(left_column)?)))
+            {
+                let values = self.values(jt, lc);
+                out.extend(self.from_parent_values(placed, &values));
+            }
+        }
+        out
+    }
+
+    /// The profiles reaching rows of `placed` whose join column (to the parent) holds one
+    /// of `values`.
+    fn up(&mut self, placed: &Placed<'_>, values: &str) -> Option<String> {
+        match resolve(placed).ok()? {
+            ResolvedJoin::Direct { .. } => self.from_parent_values(placed, values),
+            ResolvedJoin::Junction {
+                table_ref,
+                left_column,
+                right_column,
+                ..
+            } => {
+                let jt = self.cat.table(&table_ref)?;
+                let (lc, rc) = (jt.column(&left_column)?, jt.column(&right_column)?);
+                let via = format!(
+                    "SELECT j.{lc}::pg_catalog.text FROM {jt} j WHERE {cond}",
+                    lc = lc.quoted,
+                    jt = jt.quoted,
+                    cond = Self::typed_in(&format!("j.{}", rc.quoted), rc, values)
+                );
+                self.from_parent_values(placed, &via)
+            }
+            ResolvedJoin::ExternalId { id_type, .. } => {
+                let ids = self.graph.profile.as_ref()?.identifiers.as_ref()?;
+                let it = self.cat.table(&ids.table_ref)?;
+                let (key, ty, val) = (
+                    it.column(&ids.profile_key)?,
+                    it.column(&ids.type_column)?,
+                    it.column(&ids.value_column)?,
+                );
+                self.params.push(id_type);
+                let p = format!("${}::{}", self.first_param + self.params.len() - 1, ty.value_type());
+                Some(format!(
+                    "SELECT i.{key}::{pkt}::pg_catalog.text FROM {it} i WHERE i.{ty} {eq} {p} AND {cond}",
+                    key = key.quoted,
+                    pkt = self.pk.value_type(),
+                    it = it.quoted,
+                    ty = ty.quoted,
+                    eq = ty.op("="),
+                    cond = Self::typed_in(&format!("i.{}", val.quoted), val, values)
+                ))
+            }
+        }
+    }
+
+    /// The profiles reaching parent rows of `placed` whose join column (the parent side
+    /// of `placed`'s join) holds one of `values`.
+    fn from_parent_values(&mut self, placed: &Placed<'_>, values: &str) -> Option<String> {
+        let parent_column = match resolve(placed).ok()? {
+            ResolvedJoin::Direct { parent_column, .. }
+            | ResolvedJoin::Junction { parent_column, .. } => parent_column,
+            ResolvedJoin::ExternalId { .. } => return None,
+        };
+        match placed.parent {
+            None => {
+                let pc = self.profile.column(&parent_column)?;
+                Some(format!(
+                    "SELECT p.{pk}::pg_catalog.text FROM {pt} p WHERE {cond}",
+                    pk = self.pk.quoted,
+                    pt = self.profile.quoted,
+                    cond = Self::typed_in(&format!("p.{}", pc.quoted), pc, values)
+                ))
+            }
+            Some(parent) => {
+                let grand = self.graph.relationship(&parent.slug)?;
+                let pe = self.graph.entity(&parent.related_entity)?;
+                let pt = self.cat.table(&pe.table_ref)?;
+                let pc = pt.column(&parent_column)?;
+                let own = match resolve(&grand).ok()? {
+                    ResolvedJoin::Direct { child_column, .. }
+                    | ResolvedJoin::ExternalId { child_column, .. }
+                    | ResolvedJoin::Junction { child_column, .. } => child_column,
+                };
+                let oc = pt.column(&own)?;
+                let parents = format!(
+                    "SELECT t.{oc}::pg_catalog.text FROM {pt} t WHERE {cond}",
+                    oc = oc.quoted,
+                    pt = pt.quoted,
+                    cond = Self::typed_in(&format!("t.{}", pc.quoted), pc, values)
+                );
+                self.up(&grand, &parents)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::model::parse;
+    use crate::graph::tests::{demo_catalog, demo_graph_json};
+
+    #[test]
+    fn plan_records_link_columns() {
+        let graph = parse(&demo_graph_json()).unwrap();
+        let cat = demo_catalog();
+        let p: Vec<(String, Vec<String>)> = plan(&graph, &cat)
+            .into_iter()
+            .map(|c| (c.table.quoted.clone(), c.columns))
+            .collect();
+        let get = |t: &str| p.iter().find(|(q, _)| q == t).map(|(_, c)| c.clone());
+        assert_eq!(get("public.profiles"), Some(vec!["id".to_string()]));
+        assert_eq!(get("public.pets"), Some(vec!["household_id".to_string()]));
+        assert_eq!(get("public.households"), Some(vec!["id".to_string()]));
+        assert_eq!(get("public.accounts"), Some(vec!["email".to_string()]));
+        assert_eq!(get("public.cart_items"), Some(vec!["cart_id".to_string()]));
+        assert_eq!(get("public.products"), Some(vec!["sku".to_string()]));
+        assert_eq!(get("public.events"), Some(vec!["profile_id".to_string()]));
+    }
+
+    #[test]
+    fn pets_map_up_through_households() {
+        let graph = parse(&demo_graph_json()).unwrap();
+        let cat = demo_catalog();
+        let (sql, params) = dirty_profiles_sql(&graph, &cat, "lg", 3).unwrap();
+        assert!(sql.contains(
+            "SELECT p.id::pg_catalog.text FROM public.profiles p WHERE p.household_id IN (SELECT x.v::bigint FROM (SELECT t.id::pg_catalog.text FROM public.households t WHERE t.id IN (SELECT x.v::bigint FROM (SELECT l.value FROM lg l WHERE l.relation = 'public.pets' AND l.col = 'household_id') x(v))) x(v))"
+        ), "{sql}");
+        // The external id's type is a parameter.
+        assert_eq!(params, vec!["email".to_string()]);
+        assert!(sql.contains("i.type = $3::text"), "{sql}");
+    }
+}
