@@ -239,8 +239,14 @@ impl<'a> Mapper<'a> {
                     it.column(&ids.type_column)?,
                     it.column(&ids.value_column)?,
                 );
-                self.params.push(id_type);
-                let p = format!("${}::{}", self.first_param + self.params.len() - 1, ty.value_type());
+                let at = match self.params.iter().position(|t| *t == id_type) {
+                    Some(i) => i,
+                    None => {
+                        self.params.push(id_type);
+                        self.params.len() - 1
+                    }
+                };
+                let p = format!("${}::{}", self.first_param + at, ty.value_type());
                 Some(format!(
                     "SELECT i.{key}::{pkt}::pg_catalog.text FROM {it} i WHERE i.{ty} {eq} {p} AND {cond}",
                     key = key.quoted,
