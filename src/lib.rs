@@ -14,6 +14,7 @@ pub mod compile;
 pub mod compute;
 pub mod error;
 pub mod graph;
+pub mod graph_api;
 pub mod json;
 pub mod names;
 pub mod sql;

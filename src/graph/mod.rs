@@ -1,6 +1,5 @@
 //! The Data Graph: which table holds profiles, which tables are entities, how they join.
 
-pub mod api;
 pub mod catalog;
 pub mod edit;
 pub mod joins;

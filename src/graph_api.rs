@@ -1,11 +1,14 @@
-//! The SQL functions of SPEC section 1. Thin: parse arguments, call the core, report.
+//! The SQL functions of SPEC section 1 (they change the Data Graph). Thin: parse
+//! arguments, call the core, report. They live above `graph/`, `audience/` and
+//! `compile/`: a change that would break a defined audience is refused here, so the
+//! graph layer itself imports nothing from the layers built on it.
 
-use super::catalog::Catalog;
-use super::model::{
+use crate::graph::catalog::Catalog;
+use crate::graph::model::{
     parse, parse_entity, parse_event_source, parse_part, parse_relationship, DataGraph, Identifiers,
 };
-use super::validate::{validate, Report};
-use super::{edit, spi, summary, to_dot};
+use crate::graph::validate::{validate, Report};
+use crate::graph::{edit, spi, summary, to_dot};
 use crate::error::{problems_json, Problem, Result};
 use crate::json::Doc;
 use crate::{max_depth, raise, raise_all};
@@ -78,7 +81,7 @@ fn change(f: impl FnOnce(&mut DataGraph) -> Result<()>) -> JsonB {
         let mut g = spi::load_graph()?;
         f(&mut g)?;
         let summary = save(g)?;
-        // Change capture follows the graph (by name: capture is a layer above this one).
+        // Change capture follows the graph.
         if crate::sql::schema_0_3()? {
             Spi::run("SELECT linked_audiences.capture_sync()").map_err(crate::sql::internal)?;
         }
