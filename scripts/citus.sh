@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway Citus cluster: a coordinator and two workers on loopback ports.
 #   scripts/citus.sh start   builds and installs Citus 13.2.2 when it is missing (once per
-#                            machine, about 10 minutes on 2 cores), starts the three nodes,
+#                            machine, a few minutes on 2 cores), starts the three nodes,
 #                            creates the extensions and registers the workers; the last
 #                            line of output is the coordinator's connection URI
 #   scripts/citus.sh stop    stops the three nodes
@@ -61,10 +61,10 @@ build_citus() {
   local build; build=$(la_tmp la-citus-build)
   rm -rf "$build"; mkdir -p "$build"
   if [ -d "$src" ]; then
-    echo "citus: building from $src (about 10 minutes on 2 cores; log in $build/build.log)"
+    echo "citus: building from $src (a few minutes on 2 cores; log in $build/build.log)"
     cp -a "$src/." "$build/citus-$CITUS_VERSION"
   else
-    echo "citus: building $src (about 10 minutes on 2 cores; log in $build/build.log)"
+    echo "citus: building $src (a few minutes on 2 cores; log in $build/build.log)"
     tar xzf "$src" -C "$build"
     local patch; patch="$(dirname "$src")/citus-$CITUS_VERSION-pg15.20.patch"
     if [ -f "$patch" ]; then

@@ -870,7 +870,8 @@ impl<'a> Compiler<'a> {
                                 inner.push_str(&format!(" AND {alias}.{ck} = {ja}.{jk}"));
                             }
                         }
-                        if let Some(ppk) = parent_key.as_deref().and_then(|k| col(parent.table, k)) {
+                        if let Some(ppk) = parent_key.as_deref().and_then(|k| col(parent.table, k))
+                        {
                             on.push(format!("{ja}.{jk} = {}.{ppk}", parent.alias));
                         }
                     }

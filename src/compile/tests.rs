@@ -587,32 +587,93 @@ fn citus_catalog() -> crate::graph::catalog::Catalog {
         t
     };
     let tables = vec![
-        table("public", "profiles", &[("id", "bigint"), ("plan", "text")], &["id"]),
-        keyed("orders", &[("profile_id", "bigint"), ("id", "bigint"), ("status", "text")]),
+        table(
+            "public",
+            "profiles",
+            &[("id", "bigint"), ("plan", "text")],
+            &["id"],
+        ),
+        keyed(
+            "orders",
+            &[
+                ("profile_id", "bigint"),
+                ("id", "bigint"),
+                ("status", "text"),
+            ],
+        ),
         keyed(
             "line_items",
-            &[("profile_id", "bigint"), ("id", "bigint"), ("order_id", "bigint"),
-              ("product_sku", "text"), ("quantity", "integer")],
+            &[
+                ("profile_id", "bigint"),
+                ("id", "bigint"),
+                ("order_id", "bigint"),
+                ("product_sku", "text"),
+                ("quantity", "integer"),
+            ],
         ),
-        table("public", "products", &[("sku", "text"), ("category", "text"), ("price", "numeric")], &["sku"]),
+        table(
+            "public",
+            "products",
+            &[("sku", "text"), ("category", "text"), ("price", "numeric")],
+            &["sku"],
+        ),
         keyed(
             "reviews",
-            &[("profile_id", "bigint"), ("id", "bigint"), ("product_sku", "text"), ("rating", "integer")],
+            &[
+                ("profile_id", "bigint"),
+                ("id", "bigint"),
+                ("product_sku", "text"),
+                ("rating", "integer"),
+            ],
         ),
-        keyed("carts", &[("profile_id", "bigint"), ("id", "bigint"), ("status", "text")]),
+        keyed(
+            "carts",
+            &[
+                ("profile_id", "bigint"),
+                ("id", "bigint"),
+                ("status", "text"),
+            ],
+        ),
         table(
             "public",
             "cart_items",
-            &[("profile_id", "bigint"), ("cart_id", "bigint"), ("product_sku", "text")],
+            &[
+                ("profile_id", "bigint"),
+                ("cart_id", "bigint"),
+                ("product_sku", "text"),
+            ],
             &["profile_id"],
         ),
-        keyed("shipments", &[("profile_id", "bigint"), ("id", "bigint"), ("carrier", "text")]),
-        table("public", "order_shipments", &[("order_id", "bigint"), ("shipment_id", "bigint")], &[]),
-        keyed("gift_cards", &[("profile_id", "bigint"), ("id", "bigint"), ("balance", "numeric")]),
+        keyed(
+            "shipments",
+            &[
+                ("profile_id", "bigint"),
+                ("id", "bigint"),
+                ("carrier", "text"),
+            ],
+        ),
+        table(
+            "public",
+            "order_shipments",
+            &[("order_id", "bigint"), ("shipment_id", "bigint")],
+            &[],
+        ),
+        keyed(
+            "gift_cards",
+            &[
+                ("profile_id", "bigint"),
+                ("id", "bigint"),
+                ("balance", "numeric"),
+            ],
+        ),
         table(
             "public",
             "order_gift_cards",
-            &[("profile_id", "bigint"), ("order_id", "bigint"), ("gift_card_id", "bigint")],
+            &[
+                ("profile_id", "bigint"),
+                ("order_id", "bigint"),
+                ("gift_card_id", "bigint"),
+            ],
             &["profile_id"],
         ),
     ];
@@ -669,7 +730,8 @@ fn profile_keys_are_equated_on_each_hop_where_both_sides_carry_one() {
     // (order_id, profile_id) reaches each line item once, so counts need no DISTINCT.
     let c = citus_ok(json!({"relationship": "line_items", "count": {"at_least": 3}}));
     assert!(
-        c.condition.contains("HAVING pg_catalog.count(*) >= $1::pg_catalog.int8"),
+        c.condition
+            .contains("HAVING pg_catalog.count(*) >= $1::pg_catalog.int8"),
         "{}",
         c.condition
     );

@@ -26,7 +26,7 @@ INSERT INTO citus_audiences (ord, key, definition) VALUES
  (15, 'cart_out_of_stock', '{"relationship": "cart_products", "where": {"column": "in_stock", "op": "equals", "value": false}}'),
  (16, 'cart_two_products', '{"relationship": "carts", "where": {"column": "status", "op": "equals", "value": "open"}, "relationships": [{"relationship": "cart_products", "count": {"at_least": 2}}]}'),
  -- external_id (identifiers distributed by profile) and below
- (17, 'active_gold', '{"relationship": "subscriptions", "where": {"all": [{"column": "status", "op": "equals", "value": "active"}, {"column": "tier", "op": "equals", "value": "gold"}]}}'),
+ (17, 'active_basic', '{"relationship": "subscriptions", "where": {"all": [{"column": "status", "op": "equals", "value": "active"}, {"column": "tier", "op": "equals", "value": "basic"}]}}'),
  (18, 'open_account_lapsed', '{"relationship": "accounts", "where": {"column": "status", "op": "equals", "value": "open"}, "relationships": [{"relationship": "subscriptions", "where": {"column": "status", "op": "equals", "value": "lapsed"}, "count": {"at_least": 2}}]}'),
  -- events with windows, where and counts
  (19, 'two_orders_autumn', '{"event": "Order Completed", "within": {"between": ["2026-08-01", "2026-10-31"]}, "count": {"at_least": 2}}'),

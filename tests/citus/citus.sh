@@ -35,7 +35,9 @@ if [ ! -f "$($PG_CONFIG --pkglibdir)/citus.so" ] &&
   exit 77
 fi
 # Computes that fail on Citus today, and why (tests/citus/README.md has the statements).
-KNOWN_COMPUTE_FAILURES="big_spenders toy_buyers cart_out_of_stock bought_well_reviewed"
+# Every audience with an activation fails in the outbox insert; bought_well_reviewed is
+# not co-located.
+KNOWN_COMPUTE_FAILURES="frequent big_spenders toy_buyers cart_out_of_stock bought_well_reviewed"
 
 out=$(scripts/citus.sh start 2>&1) || { echo "$out"; echo "citus: the cluster did not start"; exit 1; }
 echo "$out" | grep -v '^postgresql://'
@@ -70,7 +72,7 @@ done
 
 # Helpers in each session: errors as values, so one refused audience does not stop the rest.
 helpers=$(cat <<'SQL'
-SET client_min_messages = warning;
+SET client_min_messages = error;
 CREATE FUNCTION pg_temp.try_count(key text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN RETURN la_preview_audience(key, 3) ->> 'count';
 EXCEPTION WHEN others THEN RETURN 'ERROR: ' || SQLERRM; END $$;
@@ -137,7 +139,7 @@ done < <(cat "$work/plans"; printf '\x1e')
 echo "citus: $pushed members queries push down whole (Task Count: $shards, no subplan, no repartition)"
 echo "citus: for example cart_two_products (a junction with the key, a count below an open cart):"
 { echo "$helpers"; echo "SELECT pg_temp.plan(la_audience_sql(definition)) FROM linked_audiences.audiences WHERE key = 'cart_two_products';"; } |
-  qc | sed -n '1,4p;/->  Task/,$p' | head -14 | sed 's/^/    /'
+  qc | sed -n '1,3p;/->  Task/,$p' | head -14 | sed 's/^/    /'
 
 # --- 3. computes, activations and the outbox, then again after changes -------------
 activate=$(cat <<'SQL'
@@ -222,6 +224,8 @@ if [ $explore = 1 ]; then
     qc -c "SET client_min_messages = warning" -c "SELECT linked_audiences.compute_audience('$key', 'full')" 2>&1 |
       grep -E '^(ERROR|DETAIL|HINT):  .' | sed "s/^/citus: explore: $key: /"
   done
+  echo "citus: explore: a distributed form of the statements, by hand (tests/citus/proposal.sql):"
+  "$PGBIN/psql" -X -q "$uri" -f tests/citus/proposal.sql 2>&1 | grep -v '^ *Node: ' | sed 's/^/    /'
 fi
 
 echo "citus: $([ $fail = 0 ] && echo passed || echo failed)"
