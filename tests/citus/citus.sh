@@ -18,7 +18,7 @@
 #      intermediate results or repartitioning (nothing pulled to the coordinator).
 #   3. la_compute_all on both, then after changes to the warehouse: identical members,
 #      tracked entities and outbox events for every audience that computes on Citus;
-#      those that do not (KNOWN_COMPUTE_FAILURES, see tests/citus/README.md) are listed
+#      those that do not (KNOWN_COMPUTE_FAILURES, see the README, "Running on Citus") are listed
 #      with their errors, and any other failure fails the suite.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,7 +34,7 @@ if [ ! -f "$($PG_CONFIG --pkglibdir)/citus.so" ] &&
   echo "citus: skipped (Citus is not installed and its source is not at $src; set CITUS_SRC)"
   exit 77
 fi
-# Computes that fail on Citus today, and why (tests/citus/README.md has the statements).
+# Computes that fail on Citus today, and why (the README, "Running on Citus" has the statements).
 # Every audience with an activation fails in the outbox insert; bought_well_reviewed is
 # not co-located.
 KNOWN_COMPUTE_FAILURES="frequent big_spenders toy_buyers cart_out_of_stock bought_well_reviewed"
