@@ -122,7 +122,33 @@ WHERE run_id IN (SELECT max(id) FROM linked_audiences.runs GROUP BY audience_id)
 SELECT count(*) AS events_pending FROM linked_audiences.outbox_state WHERE status = 'pending';
 
 \echo
-\echo '== 6. Schedules: pg_cron computes every enabled audience at the start of each minute'
+\echo '== 6. Real time: change capture, and the background worker computes incrementally after each commit'
+SET client_min_messages = warning;
+SELECT count(*) AS tables_captured FROM jsonb_array_elements(la_capture_changes());
+SELECT audience, result->>'mode' AS mode FROM la_compute_all();
+RESET client_min_messages;
+\echo 'Mystery, the pet of unknown kind in Eve''s household, turns out to be a cat:'
+UPDATE pets SET type = 'cat' WHERE name = 'Mystery';
+SELECT clock_timestamp() AS committed \gset
+DO $$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+BEGIN
+    LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM linked_audiences.outbox WHERE aggregateid = 'u-5' AND type = 'Audience Entered')
+               OR clock_timestamp() > t0 + interval '15 seconds';
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+END
+$$;
+SELECT o.destination, o.aggregateid AS user_id, o.type,
+       round(extract(epoch FROM (clock_timestamp() - :'committed'::timestamptz)) * 1000) AS ms_after_the_commit,
+       r.audience_id IS NOT NULL AS computed_by_the_worker
+FROM linked_audiences.outbox o LEFT JOIN linked_audiences.runs r ON r.id = o.run_id
+WHERE o.aggregateid = 'u-5' AND o.type = 'Audience Entered' ORDER BY o.seq;
+
+\echo
+\echo '== 7. Schedules: pg_cron computes every enabled audience at the start of each minute'
 SET client_min_messages = warning;
 CREATE EXTENSION pg_cron;
 RESET client_min_messages;

@@ -23,16 +23,19 @@ echo "== setting up (system packages, cargo-pgrx 0.18.1; skipped when present)"
 scripts/setup.sh
 echo "== building and installing linked_audiences (a first build takes about 3 minutes)"
 la_install 2>&1 | grep -E --line-buffered '^\s*(Compiling linked_audiences|Finished|Installing|Discovered|Copying|Writing)' | sed 's/^ */   /'
-echo "== starting the demo cluster in $dir (port $port)"
-scripts/cluster.sh start "$dir" "$port" demo
+echo "== starting the demo cluster in $dir (port $port; linked_audiences preloaded, its real-time worker on)"
+# A running cluster has the previous build preloaded: restart it onto the new one.
+as_server "$PGBIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1 && scripts/cluster.sh restart "$dir"
+scripts/cluster.sh start "$dir" "$port" demo realtime
 psql_demo() {
   "$PGBIN/psql" -h "$dir" -p "$port" -d demo -X "$@"
 }
 psql_demo -q -v ON_ERROR_STOP=1 -f demo/demo.sql
 if [ "${1:-}" = "--schedule" ]; then
   echo
-  echo "== 7. Spot, Eve's dog, becomes a cat; waiting for pg_cron's next minute to compute it (at most 80 s)"
-  psql_demo -qc "UPDATE pets SET type = 'cat' WHERE name = 'Spot'"
+  echo "== 8. Dan cancels his premium subscription; waiting for pg_cron's next minute to compute it (at most 80 s)"
+  psql_demo -qc "SELECT la_capture_changes(false)" >/dev/null   # the worker would be first otherwise
+  psql_demo -qc "UPDATE subscriptions SET status = 'canceled' WHERE id = 103"
   before=$(psql_demo -Atqc "SELECT count(*) FROM linked_audiences.runs")
   t0=$(date +%s)
   for _ in $(seq 1 80); do

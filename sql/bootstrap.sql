@@ -28,6 +28,8 @@ CREATE TABLE linked_audiences.audience (
     -- The relationships whose entities computes keep in audience_entities (those an
     -- enabled Entity Added/Removed activation names), as of the last compute.
     tracked       text[] NOT NULL DEFAULT '{}',
+    -- The role that defined it: the real-time worker computes it as that role.
+    owner         name NOT NULL DEFAULT CURRENT_USER,
     created_at    timestamptz NOT NULL DEFAULT now(),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );

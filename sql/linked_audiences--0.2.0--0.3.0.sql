@@ -17,6 +17,9 @@
 DROP FUNCTION linked_audiences.require_pg_cron();
 
 ALTER TABLE linked_audiences.audience ADD COLUMN tracked text[] NOT NULL DEFAULT '{}';
+-- The real-time worker computes an audience as the role that defined it; audiences
+-- defined before 0.3.0 get the role that updates the extension.
+ALTER TABLE linked_audiences.audience ADD COLUMN owner name NOT NULL DEFAULT CURRENT_USER;
 -- What 0.2.0 computes kept: the entities of the relationships enabled entity activations name.
 UPDATE linked_audiences.audience a
 SET tracked = coalesce((SELECT array_agg(DISTINCT e.relationship ORDER BY e.relationship)

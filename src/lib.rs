@@ -17,6 +17,7 @@ pub mod graph;
 pub mod graph_api;
 pub mod json;
 pub mod names;
+pub mod realtime;
 pub mod sql;
 
 use error::{Kind, Problem};
@@ -41,6 +42,7 @@ pub extern "C-unwind" fn _PG_init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    realtime::init();
 }
 
 /// The depth limit in force.

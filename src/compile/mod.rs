@@ -216,6 +216,38 @@ pub fn compile_node(
     node: &Node,
     own_key: Option<&str>,
 ) -> Result<Compiled, Vec<Problem>> {
+    compile_node_with(ctx, node, own_key, Strategy::Grouped)
+}
+
+/// How counts and aggregates are evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Grouped once for all profiles (`GROUP BY` the key, then a semi-join): the plan
+    /// for evaluating every profile.
+    Grouped,
+    /// Per profile, correlated (`EXISTS (SELECT 1 ... WHERE key = p.key HAVING ...)`):
+    /// the plan for a few profiles, as an incremental compute evaluates; its cost
+    /// follows their rows, not the table's.
+    PerProfile,
+}
+
+/// Compiles a definition with a strategy for counts and aggregates (same members).
+pub fn compile_for(
+    ctx: &Ctx<'_>,
+    def: &Value,
+    own_key: Option<&str>,
+    strategy: Strategy,
+) -> Result<Compiled, Vec<Problem>> {
+    let node = parse(def)?;
+    compile_node_with(ctx, &node, own_key, strategy)
+}
+
+fn compile_node_with(
+    ctx: &Ctx<'_>,
+    node: &Node,
+    own_key: Option<&str>,
+    strategy: Strategy,
+) -> Result<Compiled, Vec<Problem>> {
     let Some(profile) = ctx.graph.profile.as_ref() else {
         return Err(vec![Problem::new(
             Kind::NotInPrerequisiteState,
@@ -262,6 +294,7 @@ pub fn compile_node(
         scopes: Vec::new(),
         pending: None,
         uses_now: false,
+        strategy,
     };
     c.read("$".into(), table);
     let scope = vec![Row {
@@ -459,6 +492,7 @@ struct Compiler<'a> {
     pending: Option<(EntitySelect, Option<EntitySelect>)>,
     /// Some condition compares with `now()`.
     uses_now: bool,
+    strategy: Strategy,
     direct: Option<String>,
 }
 
@@ -1102,6 +1136,9 @@ impl<'a> Compiler<'a> {
             }
         }
         let g = self.alias("g");
+        if self.strategy == Strategy::PerProfile {
+            return per_profile(&from, &anchor, &chain.outer, &conds, &having.join(" AND "));
+        }
         grouped(
             &from,
             &anchor,
@@ -1236,6 +1273,9 @@ impl<'a> Compiler<'a> {
                             w = conds.join(" AND "),
                         ));
                     }
+                }
+                if self.strategy == Strategy::PerProfile {
+                    return per_profile(&from, &anchor, &outer, &conds, &having);
                 }
                 grouped(&from, &anchor, &outer, &conds, &having, cnt.holds(0), &g)
             }
@@ -2023,6 +2063,18 @@ fn grouped(
     };
     format!(
         "{neg}EXISTS (SELECT 1 FROM (SELECT {anchor} AS k FROM {from}{where_sql} GROUP BY 1 HAVING {having}) {g} WHERE {g}.k = {outer})"
+    )
+}
+
+/// A count or aggregate evaluated for the scope row alone: an aggregate query without
+/// GROUP BY returns one row even over no rows, so HAVING decides for the empty set too
+/// (`exactly 0`, `sum < 100` hold there; `avg`, `min`, `max` are NULL and do not).
+fn per_profile(from: &str, anchor: &str, outer: &str, conds: &[String], having: &str) -> String {
+    let mut all = vec![format!("{anchor} = {outer}")];
+    all.extend(conds.iter().cloned());
+    format!(
+        "EXISTS (SELECT 1 FROM {from} WHERE {} HAVING {having})",
+        all.join(" AND ")
     )
 }
 

@@ -86,6 +86,19 @@ fn compute(key: &str, mode: &str) -> JsonB {
             Err(_) => (false, None),
         }
     };
+    // A few profiles are evaluated one by one: counts and aggregates per profile (the
+    // same members, a plan that follows their rows, not the tables').
+    let compiled = if incremental {
+        crate::compile::compile_for(
+            &env.ctx(),
+            &stored.definition,
+            Some(key),
+            crate::compile::Strategy::PerProfile,
+        )
+        .unwrap_or_else(|ps| raise_all(&ps))
+    } else {
+        compiled
+    };
     let run = ok_or_raise(jsonb_write(
         "INSERT INTO linked_audiences.runs (audience_id, audience_version, status)
          VALUES ($1, $2, 'running') RETURNING pg_catalog.to_jsonb(id)",

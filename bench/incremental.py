@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Incremental computes side by side with full ones and the hand-written query, in one
+run on one cluster: bench/incremental.py SCALE [--dir DIR] [--port PORT].
+
+For changes touching about 0.01 %, 0.1 % and 1 % of profiles (pets, cards, transactions,
+subscriptions and events of those profiles), each audience is computed incrementally,
+then in full, and its hand-written query is counted, in that order on the same data;
+then the change is undone. Also: an incremental compute when nothing changed, and what
+capture costs writers (a bulk load of a million rows, and 2,000 single-row
+transactions, with capture off and on). Prints a Markdown table.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402  (the benchmark harness: audiences, cluster, psql helpers)
+
+AUDIENCES = [a for a in run.AUDIENCES if a[0] in ("cat_owners", "premium_subscribers", "owly_power_users", "high_spenders")]
+CHANGE = """
+UPDATE pets SET type = CASE type WHEN 'cat' THEN 'dog' WHEN 'dog' THEN 'cat' ELSE type END WHERE household_id % {m} = {r};
+UPDATE subscriptions SET status = CASE status WHEN 'active' THEN 'canceled' WHEN 'canceled' THEN 'active' ELSE status END
+WHERE account_id % {m2} = {r};
+UPDATE credit_cards SET name = CASE name WHEN 'Owly Card' THEN 'Other Card' ELSE 'Owly Card' END WHERE account_id % {m2} = {r};
+UPDATE transactions SET amount = amount + 450 WHERE card_id % {m3} = {r};
+"""
+UNDO = """
+UPDATE pets SET type = CASE type WHEN 'cat' THEN 'dog' WHEN 'dog' THEN 'cat' ELSE type END WHERE household_id % {m} = {r};
+UPDATE subscriptions SET status = CASE status WHEN 'active' THEN 'canceled' WHEN 'canceled' THEN 'active' ELSE status END
+WHERE account_id % {m2} = {r};
+UPDATE credit_cards SET name = CASE name WHEN 'Owly Card' THEN 'Other Card' ELSE 'Owly Card' END WHERE account_id % {m2} = {r};
+UPDATE transactions SET amount = amount - 450 WHERE card_id % {m3} = {r};
+"""
+
+
+def fmt(ms):
+    return run.fmt_ms(ms)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scale", type=float)
+    ap.add_argument("--dir", default="/tmp/la-bench" if os.geteuid() == 0 else "/tmp/la-bench-" + run.getpass.getuser())
+    ap.add_argument("--port", type=int, default=54333)
+    a = ap.parse_args()
+    subprocess.run([sys.executable, os.path.join(run.ROOT, "bench/run.py"), str(a.scale), "--load-only", "--no-build",
+                    "--dir", a.dir, "--port", str(a.port)], check=True)
+    pg = run.Pg(a.dir, a.port, "bench")
+    quiet = "SET client_min_messages = warning"
+    graph = open(os.path.join(run.ROOT, "demo/graph.json")).read()
+    pg.psql(quiet, "DROP EXTENSION IF EXISTS linked_audiences CASCADE", "CREATE EXTENSION linked_audiences",
+            "SELECT la_define_data_graph($$" + graph + "$$)")
+    for key, definition, _ in AUDIENCES:
+        pg.psql(quiet, f"SELECT la_define_audience('{key}', '{json.dumps(definition)}')")
+    pg.psql(quiet, "SELECT jsonb_array_length(la_capture_changes())")
+    for key, _, _ in AUDIENCES:
+        pg.psql(quiet, f"SELECT la_compute_audience('{key}', 'full')")
+    profiles = int(pg.one("SELECT count(*) FROM profiles"))
+    rows = []
+    # Nothing changed.
+    for key, _, _ in AUDIENCES:
+        ms, out = pg.timed(f"SELECT la_compute_audience('{key}', 'incremental')", setup=quiet)
+        rows.append((key, "none", ms, None, None, json.loads(out.split("\n")[0])))
+    for pct, m in ((0.01, 10000), (0.1, 1000), (1.0, 100)):
+        r = 7
+        pg.psql(CHANGE.format(m=m, m2=2 * m, m3=3 * m, r=r))
+        pg.psql(run.WARM_1PCT)
+        for key, _, hand in AUDIENCES:
+            inc_ms, out = pg.timed(f"SELECT la_compute_audience('{key}', 'incremental')", setup=quiet)
+            res = json.loads(out.split("\n")[0])
+            full_ms, _ = pg.timed(f"SELECT la_compute_audience('{key}', 'full')", setup=quiet)
+            hand_ms, _ = pg.timed(f"SELECT count(*) FROM ({hand}) h")
+            rows.append((key, f"{pct} %", inc_ms, full_ms, hand_ms, res))
+        pg.psql(UNDO.format(m=m, m2=2 * m, m3=3 * m, r=r))
+        for key, _, _ in AUDIENCES:
+            pg.psql(quiet, f"SELECT la_compute_audience('{key}', 'auto')")
+    # What capture costs writers.
+    writer = {}
+    for state in ("off", "on"):
+        pg.psql(quiet, f"SELECT la_capture_changes({'false' if state == 'off' else 'true'})")
+        bulk, _ = pg.timed("INSERT INTO transactions (id, card_id, amount, created_at) "
+                           "SELECT 900000000 + g, 1 + g % 1000, 1, now() FROM generate_series(1, 1000000) g")
+        pg.psql("DELETE FROM transactions WHERE id > 900000000")
+        script = "\n".join(f"UPDATE pets SET name = name WHERE id = {i};" for i in range(1, 2001))
+        t0 = time.time()
+        subprocess.run([run.BIN + "/psql", "-X", "-q", "-U", "postgres", "-h", a.dir, "-p", str(a.port), "-d", "bench"],
+                       input=script, text=True, check=True, capture_output=True)
+        single = (time.time() - t0) * 1000
+        writer[state] = (bulk, single)
+    pg.psql(quiet, "SELECT la_capture_changes(false)")
+
+    print(f"Scale {a.scale} ({profiles} profiles); incremental, then full, then the hand-written query's count, on the same data.\n")
+    print("| audience | change | profiles evaluated | incremental | full compute | hand-written | full / incremental | rows written |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for key, change, inc, full, hand, res in rows:
+        written = res["entered"] + res["exited"] + res["entities_added"] + res["entities_removed"]
+        print(f"| {key} | {change} | {res['profiles_evaluated']} | {fmt(inc)} | {fmt(full) if full else '-'} | "
+              f"{fmt(hand) if hand else '-'} | {run.ratio(full, inc) if full else '-'} | {written} |")
+    print()
+    print("| writer | capture off | capture on | on / off |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| bulk load of 1,000,000 transactions | {fmt(writer['off'][0])} | {fmt(writer['on'][0])} | {run.ratio(writer['on'][0], writer['off'][0])} |")
+    print(f"| 2,000 single-row transactions | {fmt(writer['off'][1])} | {fmt(writer['on'][1])} | {run.ratio(writer['on'][1], writer['off'][1])} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+//! Real time without cron: a background worker that runs incremental computes for the
+//! enabled audiences with pending captured changes, seconds after the writers commit.
+//!
+//! Enabled with `shared_preload_libraries = 'linked_audiences'` and
+//! `linked_audiences.realtime = on`; it serves `linked_audiences.realtime_database` and
+//! wakes every `linked_audiences.realtime_interval`. Each compute is its own transaction,
+//! run as the role that owns the audience (`SET LOCAL ROLE`), so grants and row-level
+//! security give the members that role's own compute would; computes go through
+//! `la_compute_audience`, which records a failure as a failed run and returns, so one
+//! failing audience never stops the others. The postmaster restarts the worker after a
+//! crash; SIGTERM stops it between computes.
+
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+use std::time::Duration;
+
+static REALTIME: GucSetting<bool> = GucSetting::<bool>::new(false);
+static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+/// Registers the settings, and the worker when the library is preloaded.
+pub fn init() {
+    GucRegistry::define_bool_guc(
+        c"linked_audiences.realtime",
+        c"Run incremental computes in a background worker as changes are captured.",
+        c"Needs linked_audiences in shared_preload_libraries and la_capture_changes() in the database.",
+        &REALTIME,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"linked_audiences.realtime_database",
+        c"The database whose audiences the real-time worker computes.",
+        c"Read when the worker starts: restart the server to change it.",
+        &DATABASE,
+        // Not Postmaster: the library is also loaded by CREATE EXTENSION in a running
+        // server, where a postmaster-only setting cannot be defined.
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"linked_audiences.realtime_interval",
+        c"How often the real-time worker looks for captured changes.",
+        c"",
+        &INTERVAL_MS,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        BackgroundWorkerBuilder::new("linked_audiences realtime")
+            .set_type("linked_audiences realtime")
+            .set_library("linked_audiences")
+            .set_function("linked_audiences_realtime_main")
+            .enable_spi_access()
+            .set_restart_time(Some(Duration::from_secs(5)))
+            .load();
+    }
+}
+
+/// The worker's loop.
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn linked_audiences_realtime_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let db = DATABASE
+        .get()
+        .and_then(|c| c.into_string().ok())
+        .unwrap_or_else(|| "postgres".into());
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    log!("linked_audiences realtime: serving database \"{db}\"");
+    loop {
+        let interval = Duration::from_millis(INTERVAL_MS.get().max(10) as u64);
+        if !BackgroundWorker::wait_latch(Some(interval)) {
+            break; // SIGTERM
+        }
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        if !REALTIME.get() {
+            continue;
+        }
+        let due = BackgroundWorker::transaction(due_audiences);
+        for (key, owner) in due {
+            if BackgroundWorker::sigterm_received() {
+                break;
+            }
+            BackgroundWorker::transaction(move || compute_as(&key, &owner));
+        }
+    }
+    log!("linked_audiences realtime: stopped");
+}
+
+/// The enabled audiences whose position is behind the change log, referenced audiences
+/// first, with their owners; none when the extension or capture is not there.
+fn due_audiences() -> Vec<(String, String)> {
+    let ready = Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'linked_audiences'
+                        AND extversion NOT IN ('0.1.0', '0.2.0'))",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if !ready {
+        return vec![];
+    }
+    let due = Spi::get_one::<pgrx::JsonB>(
+        "WITH RECURSIVE d(key, depth) AS (
+             SELECT a.key, 0 FROM linked_audiences.audience a
+             UNION ALL
+             SELECT a.key, d.depth + 1 FROM linked_audiences.audience a JOIN d ON d.key = ANY (a.depends_on)
+             WHERE d.depth < 64)
+         SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(x.key, x.owner) ORDER BY x.depth, x.id), '[]')
+         FROM (SELECT a.key, a.owner, a.id, max(d.depth) AS depth
+               FROM d JOIN linked_audiences.audience a ON a.key = d.key
+               JOIN linked_audiences.compute_position cp ON cp.audience_id = a.id
+               JOIN linked_audiences.capture c ON c.enabled
+               WHERE a.enabled AND EXISTS (
+                   SELECT 1 FROM linked_audiences.change_log l
+                   WHERE l.tx >= pg_catalog.pg_snapshot_xmin(cp.snapshot)
+                     AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot))
+               GROUP BY a.key, a.owner, a.id) x",
+    )
+    .ok()
+    .flatten()
+    .map(|j| j.0)
+    .unwrap_or_default();
+    serde_json::from_value::<Vec<(String, String)>>(due).unwrap_or_default()
+}
+
+/// One compute, as the audience's owner (when that role still exists).
+fn compute_as(key: &str, owner: &str) {
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)",
+        &[owner.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if !exists {
+        warning!("linked_audiences realtime: audience \"{key}\" skipped: its owner \"{owner}\" no longer exists");
+        return;
+    }
+    let _ = Spi::run_with_args(
+        "SELECT pg_catalog.set_config('role', $1, true)",
+        &[owner.into()],
+    );
+    let schema = Spi::get_one::<String>(
+        "SELECT n.nspname::text FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+         WHERE e.extname = 'linked_audiences'",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| "public".into());
+    let sql = format!(
+        "SELECT {}.la_compute_audience($1, 'auto')::text",
+        pgrx::spi::quote_identifier(&schema)
+    );
+    match Spi::get_one_with_args::<String>(&sql, &[key.into()]) {
+        Ok(Some(result)) => debug1!("linked_audiences realtime: {key}: {result}"),
+        Ok(None) => {}
+        Err(e) => warning!("linked_audiences realtime: {key}: {e}"),
+    }
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Real time without cron: with linked_audiences preloaded and linked_audiences.realtime
+# on, the background worker computes incrementally after each captured commit, as the
+# audience's owner, and the events reach the outbox within seconds. Also: a failing
+# audience does not stop the others, and the worker comes back after being killed.
+#   tests/realtime/realtime.sh    (starts and stops its own cluster)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source scripts/env.sh
+dir=$(la_tmp la-realtime) port=54338 db=la_rt
+fail() { echo "realtime: $*"; tail -20 "$dir/server.log" 2>/dev/null; exit 1; }
+q() { "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -d "$db" "$@"; }
+scripts/cluster.sh stop "$dir"
+rm -rf "$dir"
+trap 'scripts/cluster.sh stop "$dir"' EXIT
+scripts/cluster.sh start "$dir" "$port" "$db" realtime
+
+q >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION linked_audiences;
+\i demo/warehouse.sql
+\set graph `cat demo/graph.json`
+SELECT la_define_data_graph(:'graph');
+CREATE ROLE la_rt_editor;
+SELECT la_grant('la_rt_editor', 'editor');
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO la_rt_editor;
+SET ROLE la_rt_editor;
+SELECT la_define_audience('cat_owners', '{"relationship": "pets", "where": {"column": "type", "op": "equals", "value": "cat"}}');
+RESET ROLE;
+SELECT la_define_audience('broken', '{"trait": "plan", "op": "equals", "value": "premium"}');
+SELECT la_create_destination('hook', 'webhook');
+SELECT la_activate('cat_owners', 'hook', 'Audience Entered');
+SELECT la_capture_changes();
+SELECT la_compute_all('full');
+SQL
+[ "$(q -c "SELECT owner FROM linked_audiences.audience WHERE key = 'cat_owners'")" = la_rt_editor ] || fail "owner not recorded"
+# broken: owned by a role that may not read the warehouse; its computes fail (recorded as
+# failed runs), the others go on.
+q -c "CREATE ROLE la_rt_nobody" -c "SELECT la_grant('la_rt_nobody', 'editor')" \
+  -c "UPDATE linked_audiences.audience SET owner = 'la_rt_nobody' WHERE key = 'broken'" >/dev/null
+
+# The worker started before its database existed; the postmaster starts it again (5 s).
+for _ in $(seq 1 100); do
+  [ -n "$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'linked_audiences realtime'")" ] && break
+  sleep 0.1
+done
+# A cat appears in Bob's household: the worker computes, Bob's event reaches the outbox.
+wait_event() { # USER_ID
+  local t0=$1 user=$2
+  for _ in $(seq 1 150); do
+    [ "$(q -c "SELECT count(*) FROM linked_audiences.outbox WHERE aggregateid = '$user'")" -ge 1 ] && {
+      echo $(( $(date +%s%N) / 1000000 - t0 )); return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+t0=$(( $(date +%s%N) / 1000000 ))
+q -c "UPDATE pets SET type = 'cat' WHERE name = 'Bubbles'"
+ms=$(wait_event "$t0" u-2) || fail "no event for u-2 within 15 s"
+runs=$(q -c "SELECT count(*) FROM linked_audiences.runs r JOIN linked_audiences.audience a ON a.id = r.audience_id WHERE a.key = 'cat_owners'")
+[ "$runs" -ge 2 ] || fail "expected a second run of cat_owners, got $runs"
+q -c "UPDATE profiles SET plan = 'premium' WHERE id = 4" >/dev/null
+for _ in $(seq 1 50); do
+  [ "$(q -c "SELECT count(*) FROM linked_audiences.runs r JOIN linked_audiences.audience a ON a.id = r.audience_id WHERE a.key = 'broken' AND r.status = 'failed'")" -ge 1 ] && break
+  sleep 0.1
+done
+[ "$(q -c "SELECT count(*) FROM linked_audiences.runs r JOIN linked_audiences.audience a ON a.id = r.audience_id WHERE a.key = 'broken' AND r.status = 'failed'")" -ge 1 ] \
+  || fail "the failing audience left no failed run"
+
+# Killed, the worker comes back (restart after 5 s) and goes on.
+pid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'linked_audiences realtime'")
+[ -n "$pid" ] || fail "no worker in pg_stat_activity"
+kill -9 "$pid" 2>/dev/null || as_server kill -9 "$pid"
+sleep 1
+for _ in $(seq 1 100); do
+  "$PGBIN/pg_isready" -q -h "$dir" -p "$port" && break; sleep 0.2
+done
+t1=$(( $(date +%s%N) / 1000000 ))
+q -c "UPDATE pets SET type = 'cat' WHERE name = 'Spot'"
+ms2=$(wait_event "$t1" u-5) || fail "no event for u-5 after the worker was killed"
+echo "realtime: ok (worker computed cat_owners as its owner: Bob's event in the outbox ${ms} ms after the commit; a failing audience recorded failed runs while the others went on; after a SIGKILL and restart, Eve's event after ${ms2} ms)"
