@@ -143,7 +143,7 @@ END
 $$;
 SELECT o.destination, o.aggregateid AS user_id, o.type,
        round(extract(epoch FROM (clock_timestamp() - :'committed'::timestamptz)) * 1000) AS ms_after_the_commit,
-       r.audience_id IS NOT NULL AS computed_by_the_worker
+       r.mode AS compute, r.profiles_evaluated
 FROM linked_audiences.outbox o LEFT JOIN linked_audiences.runs r ON r.id = o.run_id
 WHERE o.aggregateid = 'u-5' AND o.type = 'Audience Entered' ORDER BY o.seq;
 

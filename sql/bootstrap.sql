@@ -121,7 +121,10 @@ CREATE TABLE linked_audiences.runs (
     entities_removed bigint,
     events_written   bigint,
     events_truncated bigint,
-    error            text
+    error            text,
+    -- What ran: full or incremental, and how many profiles it evaluated.
+    mode             text,
+    profiles_evaluated bigint
 );
 CREATE INDEX ON linked_audiences.runs (audience_id, id);
 -- The high-volume tables below carry no foreign keys: a key is checked row by row, which

@@ -16,6 +16,7 @@
 
 DROP FUNCTION linked_audiences.require_pg_cron();
 
+ALTER TABLE linked_audiences.runs ADD COLUMN mode text, ADD COLUMN profiles_evaluated bigint;
 ALTER TABLE linked_audiences.audience ADD COLUMN tracked text[] NOT NULL DEFAULT '{}';
 -- The real-time worker computes an audience as the role that defined it; audiences
 -- defined before 0.3.0 get the role that updates the extension.

@@ -95,11 +95,16 @@ pub extern "C-unwind" fn linked_audiences_realtime_main(_arg: pg_sys::Datum) {
 }
 
 /// The enabled audiences whose position is behind the change log, referenced audiences
-/// first, with their owners; none when the extension or capture is not there.
+/// first, with their owners; none when the extension (at 0.3.0 or later) or capture is
+/// not there. (An error here, as when the extension is dropped between the check and
+/// the query, ends the worker; the postmaster starts it again 5 s later.)
 fn due_audiences() -> Vec<(String, String)> {
     let ready = Spi::get_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'linked_audiences'
-                        AND extversion NOT IN ('0.1.0', '0.2.0'))",
+                        AND extversion NOT IN ('0.1.0', '0.2.0'))
+                AND pg_catalog.to_regclass('linked_audiences.compute_position') IS NOT NULL
+                AND pg_catalog.to_regclass('linked_audiences.change_log') IS NOT NULL
+                AND pg_catalog.to_regclass('linked_audiences.capture') IS NOT NULL",
     )
     .ok()
     .flatten()

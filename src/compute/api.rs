@@ -287,6 +287,17 @@ fn compute(key: &str, mode: &str) -> JsonB {
     }
     if current {
         record_position(stored.id, &snapshot, &fingerprint);
+        ok_or_raise(
+            Spi::run_with_args(
+                "UPDATE linked_audiences.runs SET mode = $2, profiles_evaluated = $3 WHERE id = $1",
+                &[
+                    run.into(),
+                    (if incremental { "incremental" } else { "full" }).into(),
+                    evaluated.into(),
+                ],
+            )
+            .map_err(internal),
+        );
     }
     let duration_ms = started.elapsed().as_millis() as i64;
     ok_or_raise(jsonb_write(
