@@ -144,16 +144,23 @@ fn compute(key: &str, mode: &str) -> JsonB {
         .and_then(|v| v.as_i64())
         .unwrap_or(0),
     };
+    // Incremental with no profile touched: nothing can have changed.
+    let nothing = incremental && evaluated == 0;
     let members_sql = match among {
         Some(d) => compiled.members_among_sql(d),
         None => compiled.members_sql(),
     };
-    let new_members = materialize(MEMBERS_TABLE, &members_sql, &compiled.params);
-    let m = ok_or_raise(jsonb_write(
-        &membership_diff_sql(MEMBERS_TABLE, &audience, &run_param, among),
-        &args(&params),
-    ))
-    .unwrap_or(Value::Null);
+    let (new_members, m) = if nothing {
+        (0, json!({"entered": 0, "exited": 0}))
+    } else {
+        let n = materialize(MEMBERS_TABLE, &members_sql, &compiled.params);
+        let m = ok_or_raise(jsonb_write(
+            &membership_diff_sql(MEMBERS_TABLE, &audience, &run_param, among),
+            &args(&params),
+        ))
+        .unwrap_or(Value::Null);
+        (n, m)
+    };
     let (entered, exited) = (
         m["entered"].as_i64().unwrap_or(0),
         m["exited"].as_i64().unwrap_or(0),
@@ -195,7 +202,11 @@ fn compute(key: &str, mode: &str) -> JsonB {
     let computed_before = before["computed"].as_bool().unwrap_or(false);
     let mut now_tracked: Vec<String> = Vec::new();
     let (mut added, mut removed) = (0, 0);
-    for rel in &tracked {
+    if nothing {
+        // Nothing to diff: the tracked relationships are those of the last compute.
+        now_tracked = was_tracked.clone();
+    }
+    for rel in tracked.iter().filter(|_| !nothing) {
         let selects: Vec<_> = compiled
             .entity_selects
             .iter()
@@ -245,7 +256,7 @@ fn compute(key: &str, mode: &str) -> JsonB {
     // Every change becomes an event for each enabled activation, in this transaction.
     let mut events_written = 0i64;
     let mut truncated = 0i64;
-    if !activations.is_empty() {
+    if !activations.is_empty() && !nothing {
         let ctx = crate::activation::events::EventCtx {
             graph: &env.graph,
             cat: &env.cat,

@@ -129,16 +129,16 @@ def writes(r, batch):
         elif k == 7:
             out.append(f"UPDATE subscriptions SET status = '{r.choice(['active', 'canceled'])}' WHERE id = {r.randint(100, 104)}")
         elif k == 8:
-            out.append(f"INSERT INTO events (profile_id, event, \"timestamp\", properties) VALUES ({r.randint(1, 6)}, 'Order Completed', now() - interval '1 day', '{{\"total\": {r.randint(1, 99)}}}')")
+            out.append(f"INSERT INTO events (profile_id, event, \"timestamp\", properties) SELECT id, 'Order Completed', now() - interval '1 day', '{{\"total\": {r.randint(1, 99)}}}' FROM profiles WHERE id = {r.randint(1, 6)}")
         elif k == 9:
             plan = r.choice(["'premium'", "'free'", "NULL"])
             out.append(f"UPDATE profiles SET plan = {plan} WHERE id = {r.randint(1, 6)}")
         elif k == 10:
-            out.append(f"UPDATE accounts SET email = (SELECT email FROM profiles WHERE id = {r.randint(1, 6)}) WHERE id = {r.randint(10, 15)}")
+            out.append(f"UPDATE accounts a SET email = p.email FROM profiles p WHERE p.id = {r.randint(1, 6)} AND a.id = {r.randint(10, 15)}")
         elif k == 11:
             out.append(f"UPDATE products SET in_stock = NOT in_stock WHERE sku = '{r.choice(['SKU-CATFOOD', 'SKU-LEASH', 'SKU-TANK'])}'")
         elif k == 12:
-            out.append(f"INSERT INTO cart_items VALUES ({100 + batch * 10 + r.randint(0, 9)}, {r.choice([500, 501, 502])}, '{r.choice(['SKU-CATFOOD', 'SKU-LEASH', 'SKU-TANK'])}', 1) ON CONFLICT DO NOTHING")
+            out.append(f"INSERT INTO cart_items SELECT {100 + batch * 10 + r.randint(0, 9)}, c.id, '{r.choice(['SKU-CATFOOD', 'SKU-LEASH', 'SKU-TANK'])}', 1 FROM carts c WHERE c.id = {r.choice([500, 501, 502])} ON CONFLICT DO NOTHING")
         else:
             victim = r.randint(1, 6)
             out.append(f"DELETE FROM cart_items WHERE cart_id IN (SELECT id FROM carts WHERE profile_id = {victim}); "
