@@ -249,5 +249,9 @@ CREATE TABLE linked_audiences.compute_position (
     snapshot    pg_snapshot NOT NULL,
     -- The computing transaction: what it wrote itself is after the snapshot.
     tx          xid8 NOT NULL,
+    -- Its now(): conditions relative to the clock are continued from there.
+    at          timestamptz NOT NULL,
+    -- The audience has such conditions: it changes as time passes, without writes.
+    clock       boolean NOT NULL DEFAULT false,
     fingerprint text NOT NULL
 );

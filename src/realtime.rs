@@ -94,8 +94,8 @@ pub extern "C-unwind" fn linked_audiences_realtime_main(_arg: pg_sys::Datum) {
     log!("linked_audiences realtime: stopped");
 }
 
-/// The enabled audiences whose position is behind the change log, referenced audiences
-/// first, with their owners; none when the extension (at 0.3.0 or later) or capture is
+/// The enabled audiences whose position is behind the change log, or whose conditions
+/// follow the clock, referenced audiences first, with their owners; none when the extension (at 0.3.0 or later) or capture is
 /// not there. (An error here, as when the extension is dropped between the check and
 /// the query, ends the worker; the postmaster starts it again 5 s later.)
 fn due_audiences() -> Vec<(String, String)> {
@@ -123,10 +123,10 @@ fn due_audiences() -> Vec<(String, String)> {
                FROM d JOIN linked_audiences.audience a ON a.key = d.key
                JOIN linked_audiences.compute_position cp ON cp.audience_id = a.id
                JOIN linked_audiences.capture c ON c.enabled
-               WHERE a.enabled AND EXISTS (
+               WHERE a.enabled AND (cp.clock OR EXISTS (
                    SELECT 1 FROM linked_audiences.change_log l
                    WHERE l.tx >= pg_catalog.pg_snapshot_xmin(cp.snapshot)
-                     AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot))
+                     AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot)))
                GROUP BY a.key, a.owner, a.id) x",
     )
     .ok()

@@ -128,6 +128,50 @@ pub fn dirty_profiles_sql(
     Some((parts.join("\nUNION\n"), m.params))
 }
 
+/// The rows whose timestamps crossed a clock window's boundary between the previous
+/// compute's now() (`then`, a placeholder) and this one's, as change log rows (relation,
+/// col, value) of their link columns: `UNION ALL` branches to append to the log's rows.
+/// The intervals are parameters from `$first_param` on, returned with the SQL.
+pub fn clock_rows_sql(
+    graph: &DataGraph,
+    cat: &Catalog,
+    windows: &[crate::compile::ClockWindow],
+    then: &str,
+    first_param: usize,
+) -> (String, Vec<String>) {
+    let planned = plan(graph, cat);
+    let mut sql = String::new();
+    let mut intervals: Vec<String> = Vec::new();
+    for w in windows {
+        let Some(c) = planned.iter().find(|c| c.table.quoted == w.table) else {
+            continue;
+        };
+        let at = match intervals.iter().position(|i| *i == w.interval) {
+            Some(i) => i,
+            None => {
+                intervals.push(w.interval.clone());
+                intervals.len() - 1
+            }
+        };
+        let iv = format!("${}::pg_catalog.interval", first_param + at);
+        for col in &c.columns {
+            let Some(column) = c.table.column(col) else {
+                continue;
+            };
+            sql.push_str(&format!(
+                "\nUNION ALL SELECT {r}, {n}, t.{q}::pg_catalog.text FROM {t} t \
+                 WHERE t.{ts} >= {then} - {iv} AND t.{ts} < pg_catalog.now() - {iv}",
+                r = quote_literal(&c.table.quoted),
+                n = quote_literal(&column.name),
+                q = column.quoted,
+                t = c.table.quoted,
+                ts = w.column,
+            ));
+        }
+    }
+    (sql, intervals)
+}
+
 struct Mapper<'a> {
     graph: &'a DataGraph,
     cat: &'a Catalog,

@@ -112,6 +112,19 @@ pub struct Compiled {
     /// A condition compares with `now()` (`within_last`, `not_within_last`, an event
     /// window `last`): membership changes with the clock, not only with writes.
     pub uses_now: bool,
+    /// Those comparisons: whose rows change sides as time passes.
+    pub clock: Vec<ClockWindow>,
+}
+
+/// A comparison of a timestamp column with `now()` minus an interval: between two
+/// computes at `then` and `now`, exactly the rows with a timestamp in
+/// `[then - interval, now - interval)` changed sides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockWindow {
+    /// The table (quoted), the timestamp column (quoted), and the interval as written.
+    pub table: String,
+    pub column: String,
+    pub interval: String,
 }
 
 impl Compiled {
@@ -293,7 +306,7 @@ fn compile_node_with(
         nodes: Vec::new(),
         scopes: Vec::new(),
         pending: None,
-        uses_now: false,
+        clock: Vec::new(),
         strategy,
     };
     c.read("$".into(), table);
@@ -327,7 +340,8 @@ fn compile_node_with(
         direct: c.direct,
         nodes: c.nodes,
         tables: c.reads.iter().map(|(_, t)| t.quoted.clone()).collect(),
-        uses_now: c.uses_now,
+        uses_now: !c.clock.is_empty(),
+        clock: c.clock,
     })
 }
 
@@ -490,8 +504,8 @@ struct Compiler<'a> {
     scopes: Vec<String>,
     /// The rows and candidates of the relationship or event node just compiled.
     pending: Option<(EntitySelect, Option<EntitySelect>)>,
-    /// Some condition compares with `now()`.
-    uses_now: bool,
+    /// The comparisons with `now()` (see `ClockWindow`).
+    clock: Vec<ClockWindow>,
     strategy: Strategy,
     direct: Option<String>,
 }
@@ -502,6 +516,18 @@ impl<'a> Compiler<'a> {
     fn problem(&mut self, p: Problem) -> String {
         self.problems.push(p);
         FALSE.to_string()
+    }
+
+    /// Notes a comparison of `table.column` with `now()` minus `interval`.
+    fn clock(&mut self, table: &Table, column: &str, interval: &str) {
+        let w = ClockWindow {
+            table: table.quoted.clone(),
+            column: column.to_string(),
+            interval: interval.to_string(),
+        };
+        if !self.clock.contains(&w) {
+            self.clock.push(w);
+        }
     }
 
     /// Notes that the audience reads `table` for the node at `path`.
@@ -1212,7 +1238,7 @@ impl<'a> Compiler<'a> {
             let cond = match w {
                 Window::Last(i) => {
                     let p = self.interval(i, &path_key(&wp, "last"));
-                    self.uses_now = true;
+                    self.clock(table, &ts, i);
                     format!("{alias}.{ts} >= pg_catalog.now() - {p}")
                 }
                 Window::After(t) => format!("{alias}.{ts} > {}", lit(self, "after", t)),
@@ -1548,7 +1574,7 @@ impl<'a> Compiler<'a> {
                     ));
                 };
                 let iv = self.interval(i, &vp);
-                self.uses_now = true;
+                self.clock(row.table, &column.quoted, i);
                 if p.op == Op::WithinLast {
                     format!("({e} >= pg_catalog.now() - {iv})")
                 } else {

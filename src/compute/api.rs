@@ -116,18 +116,26 @@ fn compute(key: &str, mode: &str) -> JsonB {
     // Incremental: the profiles the captured changes since the previous compute touched.
     let among = incremental.then_some(DIRTY_TABLE);
     let evaluated = match &previous {
-        Some(prev) => {
-            let (dirty, id_types) = crate::capture::dirty_profiles_sql(&env.graph, &env.cat, "lg", 2)
+        Some((prev, then)) => {
+            let (dirty, id_types) = crate::capture::dirty_profiles_sql(&env.graph, &env.cat, "lg", 3)
                 .unwrap_or_else(|| raise(&internal("no profile table to map changes to")));
-            let mut p = vec![ParamValue::Text(prev.clone())];
+            let mut p = vec![ParamValue::Text(prev.clone()), ParamValue::Text(then.clone())];
             p.extend(id_types.into_iter().map(ParamValue::Text));
+            let (clock, intervals) = crate::capture::clock_rows_sql(
+                &env.graph,
+                &env.cat,
+                &compiled.clock,
+                "$2::pg_catalog.timestamptz",
+                p.len() + 1,
+            );
+            p.extend(intervals.into_iter().map(ParamValue::Text));
             materialize(
                 DIRTY_TABLE,
                 &format!(
                     "WITH lg AS MATERIALIZED (
                          SELECT l.relation, l.col, l.value FROM linked_audiences.change_log l
                          WHERE l.tx >= pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)
-                           AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, $1::pg_catalog.pg_snapshot))
+                           AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, $1::pg_catalog.pg_snapshot){clock})
                      SELECT DISTINCT d.profile_id FROM ({dirty}) d(profile_id) WHERE d.profile_id IS NOT NULL"
                 ),
                 &p,
@@ -297,7 +305,7 @@ fn compute(key: &str, mode: &str) -> JsonB {
         );
     }
     if current {
-        record_position(stored.id, &snapshot, &fingerprint);
+        record_position(stored.id, &snapshot, &fingerprint, compiled.uses_now);
         ok_or_raise(
             Spi::run_with_args(
                 "UPDATE linked_audiences.runs SET mode = $2, profiles_evaluated = $3 WHERE id = $1",
@@ -363,10 +371,7 @@ fn incremental_from(
     compiled: &Compiled,
     fingerprint: &str,
     activations: &[crate::activation::events::Activation],
-) -> Result<String, String> {
-    if compiled.uses_now {
-        return Err("the definition compares with the current time (within_last, not_within_last or an event window \"last\"), which changes membership without any write".into());
-    }
+) -> Result<(String, String), String> {
     if activations.iter().any(|a| a.sends_existing_now()) {
         return Err("an activation sends the current members at its first compute".into());
     }
@@ -375,6 +380,7 @@ fn incremental_from(
              'capture', c.enabled,
              'tables', c.tables,
              'snapshot', cp.snapshot::pg_catalog.text,
+             'at', cp.at,
              'same', cp.fingerprint = $2,
              'capture_before', pg_catalog.pg_visible_in_snapshot(c.started_tx, cp.snapshot) OR c.started_tx = cp.tx,
              'pruned', c.pruned_before IS NOT NULL AND pg_catalog.pg_snapshot_xmin(cp.snapshot) < c.pruned_before,
@@ -408,19 +414,23 @@ fn incremental_from(
     if let Some(t) = compiled.tables.iter().find(|t| !captured.contains(t)) {
         return Err(format!("changes to {t} are not captured"));
     }
-    Ok(snapshot.to_string())
+    // (The clock: the rows that changed sides since the previous compute's now() are
+    // evaluated as changes; see dirty_profiles.)
+    let at = s["at"].as_str().unwrap_or_default().to_string();
+    Ok((snapshot.to_string(), at))
 }
 
 /// Where this compute left the warehouse; and the change log no audience needs any
 /// more (every enabled audience's position sees it) is pruned.
-fn record_position(audience_id: i64, snapshot: &str, fingerprint: &str) {
+fn record_position(audience_id: i64, snapshot: &str, fingerprint: &str, clock: bool) {
     ok_or_raise(
         Spi::run_with_args(
-            "INSERT INTO linked_audiences.compute_position (audience_id, snapshot, tx, fingerprint)
-             VALUES ($1, $2::pg_catalog.pg_snapshot, pg_catalog.pg_current_xact_id(), $3)
+            "INSERT INTO linked_audiences.compute_position (audience_id, snapshot, tx, at, clock, fingerprint)
+             VALUES ($1, $2::pg_catalog.pg_snapshot, pg_catalog.pg_current_xact_id(), pg_catalog.now(), $4, $3)
              ON CONFLICT (audience_id) DO UPDATE
-             SET snapshot = excluded.snapshot, tx = excluded.tx, fingerprint = excluded.fingerprint",
-            &[audience_id.into(), snapshot.into(), fingerprint.into()],
+             SET snapshot = excluded.snapshot, tx = excluded.tx, at = excluded.at, clock = excluded.clock,
+                 fingerprint = excluded.fingerprint",
+            &[audience_id.into(), snapshot.into(), fingerprint.into(), clock.into()],
         )
         .map_err(internal),
     );

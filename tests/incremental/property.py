@@ -37,6 +37,7 @@ def pred_trait(r):
         {"trait": "plan", "op": "in", "value": ["premium", "basic"]},
         {"trait": "email", "op": "contains", "value": r.choice(["ann", "example", "o"])},
         {"trait": "household_id", "op": "gt", "value": r.choice([1, 2, 3])},
+        {"trait": "created_at", "op": r.choice(["within_last", "not_within_last"]), "value": "300 days"},
     ])
 
 
@@ -80,6 +81,8 @@ def event(r):
         n["count"] = count(r)
     if r.random() < 0.4:
         n["where"] = {"property": "total", "op": "gt", "value": r.choice([10, 50])}
+    if r.random() < 0.3:
+        n["within"] = {"last": r.choice(["30 days", "400 days"])}
     return n
 
 

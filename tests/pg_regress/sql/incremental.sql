@@ -36,10 +36,18 @@ WHERE audience_id = (SELECT id FROM linked_audiences.audience WHERE key = 'cat_o
 -- The same members as a full compute.
 SELECT la_compute_audience('cat_owners', 'full') - 'duration_ms' - 'run_id' AS full_agrees;
 
--- auto computes in full, and incremental says why, when incremental could be wrong:
--- the definition compares with the clock;
+-- The clock is a change too: a condition relative to now() changes membership without
+-- any write. The rows whose timestamps crossed the window's boundary since the last
+-- compute are evaluated: Ann's ping leaves the last 3 seconds, and Ann exits.
+SELECT la_define_audience('pinged', '{"event": "Ping", "within": {"last": "3 seconds"}}') ->> 'key' AS defined;
+INSERT INTO events (profile_id, event, "timestamp") VALUES (1, 'Ping', now());
+SELECT la_compute_audience('pinged') - 'duration_ms' - 'run_id' AS pinged;
+SELECT la_compute_audience('pinged') - 'duration_ms' - 'run_id' AS still_pinged;
+SELECT pg_sleep(3.5);
+SELECT la_compute_audience('pinged') - 'duration_ms' - 'run_id' AS three_seconds_later;
 SELECT la_compute_audience('recent_buyers') ->> 'mode' AS clock_first;
-SELECT la_compute_audience('recent_buyers', 'incremental') ->> 'error' AS clock;
+SELECT la_compute_audience('recent_buyers') ->> 'mode' AS clock_then;
+-- auto computes in full, and incremental says why, when incremental could be wrong:
 -- the audience was redefined;
 SELECT la_define_audience('cat_owners', '{"relationship": "pets", "where": {"column": "type", "op": "in", "value": ["cat"]}}') ->> 'version' AS redefined;
 SELECT la_compute_audience('cat_owners', 'incremental') ->> 'error' AS redefined;
