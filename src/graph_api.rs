@@ -3,13 +3,13 @@
 //! `compile/`: a change that would break a defined audience is refused here, so the
 //! graph layer itself imports nothing from the layers built on it.
 
+use crate::error::{problems_json, Problem, Result};
 use crate::graph::catalog::Catalog;
 use crate::graph::model::{
     parse, parse_entity, parse_event_source, parse_part, parse_relationship, DataGraph, Identifiers,
 };
 use crate::graph::validate::{validate, Report};
 use crate::graph::{edit, spi, summary, to_dot};
-use crate::error::{problems_json, Problem, Result};
 use crate::json::Doc;
 use crate::{max_depth, raise, raise_all};
 use pgrx::prelude::*;

@@ -17,7 +17,8 @@ use std::ffi::CString;
 use std::time::Duration;
 
 static REALTIME: GucSetting<bool> = GucSetting::<bool>::new(false);
-static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
 static INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
 /// Registers the settings, and the worker when the library is preloaded.

@@ -140,9 +140,21 @@ fn install(table: &str, columns: &[String]) -> Result<()> {
     args.extend(columns.iter().map(|c| quote_literal(c)));
     let args = args.join(", ");
     for (name, event, referencing) in [
-        (TRIGGERS[0], "INSERT", "REFERENCING NEW TABLE AS la_new_rows"),
-        (TRIGGERS[1], "UPDATE", "REFERENCING OLD TABLE AS la_old_rows NEW TABLE AS la_new_rows"),
-        (TRIGGERS[2], "DELETE", "REFERENCING OLD TABLE AS la_old_rows"),
+        (
+            TRIGGERS[0],
+            "INSERT",
+            "REFERENCING NEW TABLE AS la_new_rows",
+        ),
+        (
+            TRIGGERS[1],
+            "UPDATE",
+            "REFERENCING OLD TABLE AS la_old_rows NEW TABLE AS la_new_rows",
+        ),
+        (
+            TRIGGERS[2],
+            "DELETE",
+            "REFERENCING OLD TABLE AS la_old_rows",
+        ),
         (TRIGGERS[3], "TRUNCATE", ""),
     ] {
         run(&format!(

@@ -113,12 +113,18 @@ pub fn dirty_profiles_sql(
     };
     let mut parts = vec![m.logged(pt, pk)];
     if let Some(ids) = &profile.identifiers {
-        if let Some((it, key)) = cat.table(&ids.table_ref).and_then(|t| Some((t, t.column(&ids.profile_key)?))) {
+        if let Some((it, key)) = cat
+            .table(&ids.table_ref)
+            .and_then(|t| Some((t, t.column(&ids.profile_key)?)))
+        {
             parts.push(m.logged(it, key));
         }
     }
     if let Some(ev) = &graph.events {
-        if let Some((et, key)) = cat.table(&ev.table_ref).and_then(|t| Some((t, t.column(&ev.profile_key)?))) {
+        if let Some((et, key)) = cat
+            .table(&ev.table_ref)
+            .and_then(|t| Some((t, t.column(&ev.profile_key)?)))
+        {
             parts.push(m.logged(et, key));
         }
     }

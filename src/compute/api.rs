@@ -7,9 +7,9 @@ use super::{
 use crate::audience::spi::{args, compile_checked, load_env, require};
 use crate::compile::sql::ParamValue;
 use crate::compile::Compiled;
+use crate::error::Problem;
 use crate::json::Doc;
 use crate::sql::{internal, jsonb_row, jsonb_write};
-use crate::error::Problem;
 use crate::{ok_or_raise, raise, raise_all};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -117,9 +117,13 @@ fn compute(key: &str, mode: &str) -> JsonB {
     let among = incremental.then_some(DIRTY_TABLE);
     let evaluated = match &previous {
         Some((prev, then)) => {
-            let (dirty, id_types) = crate::capture::dirty_profiles_sql(&env.graph, &env.cat, "lg", 3)
-                .unwrap_or_else(|| raise(&internal("no profile table to map changes to")));
-            let mut p = vec![ParamValue::Text(prev.clone()), ParamValue::Text(then.clone())];
+            let (dirty, id_types) =
+                crate::capture::dirty_profiles_sql(&env.graph, &env.cat, "lg", 3)
+                    .unwrap_or_else(|| raise(&internal("no profile table to map changes to")));
+            let mut p = vec![
+                ParamValue::Text(prev.clone()),
+                ParamValue::Text(then.clone()),
+            ];
             p.extend(id_types.into_iter().map(ParamValue::Text));
             let (clock, intervals) = crate::capture::clock_rows_sql(
                 &env.graph,
@@ -234,7 +238,14 @@ fn compute(key: &str, mode: &str) -> JsonB {
         now_tracked.push(rel.clone());
         let record = !computed_before || was_tracked.contains(rel);
         let e = ok_or_raise(jsonb_write(
-            &entity_diff_sql(PAIRS_TABLE, &audience, &run_param, &rel_param, record, among),
+            &entity_diff_sql(
+                PAIRS_TABLE,
+                &audience,
+                &run_param,
+                &rel_param,
+                record,
+                among,
+            ),
             &args(&p),
         ))
         .unwrap_or(Value::Null);
@@ -405,7 +416,10 @@ fn incremental_from(
         return Err("the audience, an audience it references, the relationships its activations track or the graph changed since the last compute".into());
     }
     if s["pruned"] == json!(true) {
-        return Err("the change log was pruned past the last compute (the audience was disabled meanwhile)".into());
+        return Err(
+            "the change log was pruned past the last compute (the audience was disabled meanwhile)"
+                .into(),
+        );
     }
     if s["truncated"] == json!(true) {
         return Err("a captured table was truncated since the last compute".into());

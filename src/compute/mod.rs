@@ -18,7 +18,12 @@ use crate::compile::{Compiled, EntitySelect};
 ///
 /// `among`, for an incremental compute, restricts the diff to the profiles whose ids are
 /// in that relation (the dirty ones): the stored members of the others stay as they are.
-pub fn membership_diff_sql(members: &str, audience: &str, run: &str, among: Option<&str>) -> String {
+pub fn membership_diff_sql(
+    members: &str,
+    audience: &str,
+    run: &str,
+    among: Option<&str>,
+) -> String {
     let only = among
         .map(|d| format!(" AND profile_id IN (SELECT d.profile_id FROM {d} d)"))
         .unwrap_or_default();

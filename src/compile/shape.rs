@@ -1,0 +1,51 @@
+//! The SQL shapes of a condition over related rows.
+
+pub(super) fn exists(from: &str, anchor: &str, outer: &str, conds: &[String]) -> String {
+    let mut all = vec![format!("{anchor} = {outer}")];
+    all.extend(conds.iter().cloned());
+    format!("EXISTS (SELECT 1 FROM {from} WHERE {})", all.join(" AND "))
+}
+
+/// A threshold over related rows: the keys whose rows meet it, joined by EXISTS; or,
+/// when no rows at all meets it too, the keys whose rows fail it, joined by NOT EXISTS.
+pub(super) fn grouped(
+    from: &str,
+    anchor: &str,
+    outer: &str,
+    conds: &[String],
+    having: &str,
+    empty_holds: bool,
+    g: &str,
+) -> String {
+    let where_sql = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    let (neg, having) = if empty_holds {
+        ("NOT ", format!("({having}) IS NOT TRUE"))
+    } else {
+        ("", having.to_string())
+    };
+    format!(
+        "{neg}EXISTS (SELECT 1 FROM (SELECT {anchor} AS k FROM {from}{where_sql} GROUP BY 1 HAVING {having}) {g} WHERE {g}.k = {outer})"
+    )
+}
+
+/// A count or aggregate evaluated for the scope row alone: an aggregate query without
+/// GROUP BY returns one row even over no rows, so HAVING decides for the empty set too
+/// (`exactly 0`, `sum < 100` hold there; `avg`, `min`, `max` are NULL and do not).
+pub(super) fn per_profile(
+    from: &str,
+    anchor: &str,
+    outer: &str,
+    conds: &[String],
+    having: &str,
+) -> String {
+    let mut all = vec![format!("{anchor} = {outer}")];
+    all.extend(conds.iter().cloned());
+    format!(
+        "EXISTS (SELECT 1 FROM {from} WHERE {} HAVING {having})",
+        all.join(" AND ")
+    )
+}
