@@ -49,7 +49,7 @@ mod query;
 mod relationship;
 mod shape;
 
-use path::{alike, mentions, Row};
+use path::{alike, Row};
 use predicate::{class, Class};
 pub use query::{ClockWindow, Compiled, EntitySelect, NodeSql, ProfileSql};
 use shape::{exists, grouped, per_profile};
@@ -156,6 +156,7 @@ fn compile_node_with(
         scopes: Vec::new(),
         pending: None,
         clock: Vec::new(),
+        referenced: Vec::new(),
         strategy,
     };
     c.read("$".into(), table);
@@ -221,6 +222,8 @@ struct Compiler<'a> {
     pending: Option<(EntitySelect, Option<EntitySelect>)>,
     /// The comparisons with `now()` (see `ClockWindow`).
     clock: Vec<ClockWindow>,
+    /// The aliases of rows a `{"ref": ...}` operand refers to, in the order met.
+    referenced: Vec<String>,
     strategy: Strategy,
     direct: Option<String>,
 }

@@ -252,7 +252,8 @@ impl<'a> Compiler<'a> {
                         && profile.table.readable
                         && !profile.table.row_security
                         && table.references(&ev.profile_key, profile.table, &pc.name)
-                        && !conds.iter().any(|c| mentions(c, &profile.alias))
+                        // (The whole definition is this node: any reference is its own.)
+                        && !self.referenced.contains(&profile.alias)
                     {
                         self.direct = Some(format!(
                             "SELECT {g}.k::pg_catalog.text AS profile_id\nFROM (SELECT {anchor} AS k FROM {from} WHERE {w} GROUP BY 1 HAVING {having}) {g}\nWHERE {g}.k IS NOT NULL",

@@ -86,16 +86,6 @@ pub(super) fn alike(a: &Column, b: &Column) -> bool {
     a.type_oid == b.type_oid || (INTEGERS.contains(&a.type_oid) && INTEGERS.contains(&b.type_oid))
 }
 
-/// Whether SQL text refers to a table alias (`alias.` not preceded by a name character).
-pub(super) fn mentions(sql: &str, alias: &str) -> bool {
-    let needle = format!("{alias}.");
-    sql.match_indices(&needle).any(|(i, _)| {
-        !sql[..i]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '"')
-    })
-}
 
 /// The profile key column a row carries: its entity's `profile_key`, or the profile's
 /// primary key for the profile; `None` when it has none (a reference table).
@@ -350,7 +340,9 @@ impl<'a> Compiler<'a> {
                 conds.extend(on);
             } else {
                 // Not when this hop equates profile keys with the row left out.
-                if through == Some(true) && on.is_empty() {
+                // The first row may go when nothing but the two joins refers to it: no
+                // condition of its hop (`conds`), no reference (checked by the caller).
+                if through == Some(true) && on.is_empty() && conds.is_empty() {
                     short = Some(Short {
                         from: piece.clone(),
                         anchor: a.clone(),

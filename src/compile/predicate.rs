@@ -390,6 +390,8 @@ impl<'a> Compiler<'a> {
                     ));
                     return None;
                 }
+                // Rows referred to this way must stay in the SQL (see `path::Short`).
+                self.referenced.push(target.alias.clone());
                 Some(format!("{}.{}", target.alias, c.quoted))
             }
         }

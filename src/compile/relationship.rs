@@ -95,7 +95,7 @@ impl<'a> Compiler<'a> {
         self.pending = Some((full, Some(select.clone())));
         // The path without its pass-through first row, unless a condition refers to it.
         let (path_from, path_anchor) = match &chain.short {
-            Some(s) if !row_conds.iter().any(|c| mentions(c, &s.dropped)) => {
+            Some(s) if !self.referenced.contains(&s.dropped) => {
                 (s.from.clone(), s.anchor.clone())
             }
             _ => (chain.from.clone(), chain.anchor.clone()),
