@@ -48,6 +48,9 @@ pub struct Problem {
     pub path: String,
     pub message: String,
     pub hint: Option<String>,
+    /// More context (a DETAIL line): how many more problems there are, or which
+    /// audiences a graph change would break.
+    pub detail: Option<String>,
 }
 
 impl Problem {
@@ -57,6 +60,30 @@ impl Problem {
             path: clip(path.into(), 300),
             message: clip(message.into(), 1000),
             hint: None,
+            detail: None,
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The first of several problems, its DETAIL saying how many more there are: one
+    /// error that functions returning `Result` hand up like any other.
+    pub fn first_of(ps: &[Problem]) -> Problem {
+        let first = ps
+            .first()
+            .cloned()
+            .unwrap_or_else(|| Problem::new(Kind::Internal, "", "no problem to report"));
+        if ps.len() > 1 {
+            first.with_detail(format!(
+                "{} more problem{} found; the la_validate_* function lists them all.",
+                ps.len() - 1,
+                if ps.len() > 2 { "s" } else { "" }
+            ))
+        } else {
+            first
         }
     }
 

@@ -27,7 +27,7 @@ fn check(graph: &DataGraph) -> Result<(Catalog, Report)> {
 fn save(graph: DataGraph) -> Result<Value> {
     let (cat, report) = check(&graph)?;
     if !report.problems.is_empty() {
-        raise_all(&report.problems);
+        return Err(Problem::first_of(&report.problems));
     }
     refuse_if_audiences_break(&graph, &cat)?;
     spi::store_graph(&graph, &cat)?;
@@ -63,15 +63,13 @@ fn refuse_if_audiences_break(graph: &DataGraph, cat: &Catalog) -> Result<()> {
         .map(|(k, p)| format!("{k}: {}", p.full_message()))
         .collect::<Vec<_>>()
         .join("\n");
-    crate::raise_with_detail(
-        &Problem::new(
-            crate::error::Kind::DependentObjectsStillExist,
-            "",
-            format!("the change would break audiences: {}", keys.join(", ")),
-        )
-        .with_hint("Redefine or drop those audiences first."),
-        detail,
+    Err(Problem::new(
+        crate::error::Kind::DependentObjectsStillExist,
+        "",
+        format!("the change would break audiences: {}", keys.join(", ")),
     )
+    .with_hint("Redefine or drop those audiences first.")
+    .with_detail(detail))
 }
 
 /// Loads the stored graph under the graph lock, applies `change`, saves it.

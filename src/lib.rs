@@ -63,7 +63,7 @@ fn errcode(kind: Kind) -> PgSqlErrorCode {
     }
 }
 
-fn report(p: &Problem, detail: Option<String>) -> ! {
+fn report(p: &Problem) -> ! {
     let mut r = pgrx::pg_sys::panic::ErrorReport::new(
         errcode(p.kind),
         p.full_message(),
@@ -72,16 +72,17 @@ fn report(p: &Problem, detail: Option<String>) -> ! {
     if let Some(h) = &p.hint {
         r = r.set_hint(h.clone());
     }
-    if let Some(d) = detail {
-        r = r.set_detail(d);
+    if let Some(d) = &p.detail {
+        r = r.set_detail(d.clone());
     }
     r.report(PgLogLevel::ERROR);
     unreachable!("ereport(ERROR) does not return")
 }
 
-/// Raises a problem as a Postgres ERROR with its SQLSTATE and hint.
+/// Raises a problem as a Postgres ERROR with its SQLSTATE, hint and detail: the one
+/// place errors leave the extension (functions returning `Result` hand them up).
 pub fn raise(p: &Problem) -> ! {
-    report(p, None)
+    report(p)
 }
 
 /// The value, or the problem raised as a Postgres ERROR.
@@ -89,25 +90,9 @@ pub fn ok_or_raise<T>(r: error::Result<T>) -> T {
     r.unwrap_or_else(|p| raise(&p))
 }
 
-/// Raises a problem with a DETAIL.
-pub fn raise_with_detail(p: &Problem, detail: String) -> ! {
-    report(p, Some(detail))
-}
-
 /// Raises the first of several problems; the DETAIL says how many more there are.
 pub fn raise_all(ps: &[Problem]) -> ! {
-    let first = ps
-        .first()
-        .cloned()
-        .unwrap_or_else(|| Problem::new(Kind::Internal, "", "no problem to report"));
-    let detail = (ps.len() > 1).then(|| {
-        format!(
-            "{} more problem{} found; the la_validate_* function lists them all.",
-            ps.len() - 1,
-            if ps.len() > 2 { "s" } else { "" }
-        )
-    });
-    report(&first, detail)
+    raise(&Problem::first_of(ps))
 }
 
 #[cfg(any(test, feature = "pg_test"))]

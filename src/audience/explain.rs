@@ -10,7 +10,7 @@ use crate::compile::{Compiled, EntitySelect, NodeSql};
 use crate::error::{Kind, Problem, Result};
 use crate::json::Doc;
 use crate::sql::jsonb_row;
-use crate::{ok_or_raise, raise, raise_all};
+use crate::{ok_or_raise, raise};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -58,7 +58,7 @@ pub fn explain(
     own_key: Option<&str>,
     profile_id: &str,
 ) -> Result<Value> {
-    let compiled = compile_checked(env, definition, own_key).unwrap_or_else(|ps| raise_all(&ps));
+    let compiled = compile_checked(env, definition, own_key).map_err(|ps| Problem::first_of(&ps))?;
     let bad = literal_problems(&[LiteralCheck {
         path: "profile_id".into(),
         value: profile_id.into(),
@@ -80,11 +80,7 @@ pub fn explain(
             format!("profile \"{profile_id}\" does not exist"),
         ));
     }
-    let node = parse(definition).map_err(|ps| {
-        ps.into_iter()
-            .next()
-            .unwrap_or_else(|| crate::sql::internal("empty problems"))
-    })?;
+    let node = parse(definition).map_err(|ps| Problem::first_of(&ps))?;
     e.node(&node, definition)
 }
 

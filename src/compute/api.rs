@@ -80,7 +80,7 @@ fn compute(key: &str, mode: &str) -> JsonB {
     let (incremental, previous) = if !current || mode == "full" {
         (false, None)
     } else {
-        match incremental_from(stored.id, &compiled, &fingerprint, &activations) {
+        match ok_or_raise(incremental_from(stored.id, &compiled, &fingerprint, &activations)) {
             Ok(prev) => (true, Some(prev)),
             Err(reason) if mode == "incremental" => crate::capture::api::not_incremental(&reason),
             Err(_) => (false, None),
@@ -382,11 +382,11 @@ fn incremental_from(
     compiled: &Compiled,
     fingerprint: &str,
     activations: &[crate::activation::events::Activation],
-) -> Result<(String, String), String> {
+) -> crate::error::Result<Result<(String, String), String>> {
     if activations.iter().any(|a| a.sends_existing_now()) {
-        return Err("an activation sends the current members at its first compute".into());
+        return Ok(Err("an activation sends the current members at its first compute".into()));
     }
-    let s = ok_or_raise(jsonb_row(
+    let s = jsonb_row(
         "SELECT pg_catalog.jsonb_build_object(
              'capture', c.enabled,
              'tables', c.tables,
@@ -401,37 +401,37 @@ fn incremental_from(
          FROM linked_audiences.capture c
          LEFT JOIN linked_audiences.compute_position cp ON cp.audience_id = $1",
         &[audience_id.into(), fingerprint.into()],
-    ))
+    )?
     .unwrap_or(Value::Null);
     if s["capture"] != json!(true) {
-        return Err("change capture is off (turn it on with la_capture_changes())".into());
+        return Ok(Err("change capture is off (turn it on with la_capture_changes())".into()));
     }
     let Some(snapshot) = s["snapshot"].as_str() else {
-        return Err("there is no earlier compute to continue from".into());
+        return Ok(Err("there is no earlier compute to continue from".into()));
     };
     if s["capture_before"] != json!(true) {
-        return Err("capture was not on for the whole interval since the last compute".into());
+        return Ok(Err("capture was not on for the whole interval since the last compute".into()));
     }
     if s["same"] != json!(true) {
-        return Err("the audience, an audience it references, the relationships its activations track or the graph changed since the last compute".into());
+        return Ok(Err("the audience, an audience it references, the relationships its activations track or the graph changed since the last compute".into()));
     }
     if s["pruned"] == json!(true) {
-        return Err(
+        return Ok(Err(
             "the change log was pruned past the last compute (the audience was disabled meanwhile)"
                 .into(),
-        );
+        ));
     }
     if s["truncated"] == json!(true) {
-        return Err("a captured table was truncated since the last compute".into());
+        return Ok(Err("a captured table was truncated since the last compute".into()));
     }
     let captured: Vec<String> = serde_json::from_value(s["tables"].clone()).unwrap_or_default();
     if let Some(t) = compiled.tables.iter().find(|t| !captured.contains(t)) {
-        return Err(format!("changes to {t} are not captured"));
+        return Ok(Err(format!("changes to {t} are not captured")));
     }
     // (The clock: the rows that changed sides since the previous compute's now() are
     // evaluated as changes; see dirty_profiles.)
     let at = s["at"].as_str().unwrap_or_default().to_string();
-    Ok((snapshot.to_string(), at))
+    Ok(Ok((snapshot.to_string(), at)))
 }
 
 /// Where this compute left the warehouse; and the change log no audience needs any
