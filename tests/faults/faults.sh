@@ -102,9 +102,11 @@ wait_ready
 expect "consumer SIGKILLed mid-batch" "$(pending)" "$all_pending"
 
 # Killed after its claim committed but before acknowledging: the two claimed events are
-# hidden for the visibility timeout (2 s), the others flow, then the two are redelivered
-# with the same messageId; each event is acknowledged once.
-pid=$(stalled_consumer -c "SELECT la_outbox_read('hook', 2, '2 seconds')" -c "SELECT pg_sleep(30)")
+# hidden for the visibility timeout (10 s: crash recovery on a busy machine takes
+# seconds), the others flow, then the two are redelivered with the same messageId; each
+# event is acknowledged once. The claim commits synchronously (the test clusters run
+# with synchronous_commit off, which a crash right after a commit may undo).
+pid=$(stalled_consumer -c "SET synchronous_commit = on" -c "SELECT la_outbox_read('hook', 2, '10 seconds')" -c "SELECT pg_sleep(30)")
 claimed=$(q -c "SELECT string_agg(id::text, ',' ORDER BY seq) FROM linked_audiences.outbox_state WHERE attempts = 1")
 kill -KILL "$pid"
 wait
@@ -114,7 +116,10 @@ others=$(q -c "SELECT string_agg(id::text, ',' ORDER BY seq) FROM la_outbox_read
 expect "the unclaimed events flow" "$others" "$(q -c "SELECT string_agg(id::text, ',' ORDER BY seq) FROM linked_audiences.outbox_state WHERE id::text <> ALL (string_to_array('$claimed', ','))")"
 expect "acknowledged" "$(q -c "SELECT la_outbox_ack(string_to_array('$others', ',')::uuid[])")" "2"
 expect "nothing visible before the timeout" "$(q -c "SELECT count(*) FROM la_outbox_read('hook', 100)")" "0"
-sleep 2.1
+for _ in $(seq 1 150); do
+  [ "$(q -c "SELECT count(*) FROM linked_audiences.outbox_state WHERE status = 'pending' AND visible_at > clock_timestamp()")" = 0 ] && break
+  sleep 0.1
+done
 redelivered=$(q -c "SELECT string_agg(id::text || ':' || attempts, ',' ORDER BY seq) FROM la_outbox_read('hook', 100)")
 expect "redelivered with the same messageId" "$redelivered" "$(echo "$claimed" | sed 's/,/:2,/g; s/$/:2/')"
 expect "acknowledged once" "$(q -c "SELECT la_outbox_ack(string_to_array('$claimed', ',')::uuid[])")" "2"
