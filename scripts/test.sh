@@ -30,8 +30,9 @@ rm -rf "$pgdata"
 if [ "$(id -u)" = 0 ]; then
   cargo pgrx test pg15 --runas postgres --pgdata "$pgdata" 2>&1 | tee "$log"
 else
-  # pgrx installs the test build into the system's Postgres directories: through sudo.
-  as_root true && cargo pgrx test pg15 --pgdata "$pgdata" 2>&1 | tee "$log"
+  # pgrx installs the test build into the system's Postgres directories with sudo when
+  # it runs the test server as a named user (--runas, here the caller itself).
+  as_root true && cargo pgrx test pg15 --runas "$(id -un)" --pgdata "$pgdata" 2>&1 | tee "$log"
 fi
 rc=${PIPESTATUS[0]}
 cargo_passed=$(grep -Eo 'test result: (ok|FAILED)\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
