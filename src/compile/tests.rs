@@ -775,3 +775,64 @@ fn junctions_with_and_without_a_profile_key() {
         c.condition
     );
 }
+
+/// Per profile (for the few profiles an incremental compute evaluates), counts and
+/// aggregates are correlated aggregate queries: HAVING without GROUP BY decides for the
+/// empty set too, so "exactly 0" needs no anti-join. Same parameters as grouped.
+#[test]
+fn per_profile_counts_are_correlated() {
+    let owly = json!({"relationship": "credit_cards",
+        "where": {"column": "name", "op": "equals", "value": "Owly Card"},
+        "relationships": [{"relationship": "transactions", "count": {"more_than": 5}}]});
+    let (grouped, per) = ctx_with(&[], |ctx| {
+        (
+            compile_for(ctx, &owly, None, Strategy::Grouped).unwrap(),
+            compile_for(ctx, &owly, None, Strategy::PerProfile).unwrap(),
+        )
+    });
+    assert_eq!(
+        per.condition,
+        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1::text JOIN public.credit_cards r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND (r3.name = $2::text) AND EXISTS (SELECT 1 FROM public.transactions r4 WHERE r4.card_id = r3.id HAVING pg_catalog.count(*) > $3::pg_catalog.int8))"
+    );
+    assert_eq!(per.params, grouped.params);
+    let none = ctx_with(&[], |ctx| {
+        compile_for(
+            ctx,
+            &json!({"relationship": "pets", "count": {"exactly": 0}}),
+            None,
+            Strategy::PerProfile,
+        )
+        .unwrap()
+    });
+    assert_eq!(
+        none.condition,
+        "EXISTS (SELECT 1 FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id WHERE r1.id = p.household_id HAVING pg_catalog.count(*) = $1::pg_catalog.int8)"
+    );
+}
+
+/// Comparisons with now() are recorded, with the table and column they read, so an
+/// incremental compute can evaluate the rows that crossed a boundary as time passed.
+#[test]
+fn clock_windows_are_recorded() {
+    let c = ok(json!({"all": [
+        {"event": "Order Completed", "within": {"last": "30 days"}},
+        {"trait": "created_at", "op": "within_last", "value": "7 days"},
+        {"relationship": "pets", "where": {"column": "name", "op": "equals", "value": "Tom"}}]}));
+    assert!(c.uses_now);
+    assert_eq!(
+        c.clock,
+        vec![
+            ClockWindow {
+                table: "public.events".into(),
+                column: "timestamp".into(),
+                interval: "30 days".into()
+            },
+            ClockWindow {
+                table: "public.profiles".into(),
+                column: "created_at".into(),
+                interval: "7 days".into()
+            },
+        ]
+    );
+    assert!(!ok(json!({"trait": "plan", "op": "is_null"})).uses_now);
+}
