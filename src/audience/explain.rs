@@ -58,7 +58,8 @@ pub fn explain(
     own_key: Option<&str>,
     profile_id: &str,
 ) -> Result<Value> {
-    let compiled = compile_checked(env, definition, own_key).map_err(|ps| Problem::first_of(&ps))?;
+    let compiled =
+        compile_checked(env, definition, own_key).map_err(|ps| Problem::first_of(&ps))?;
     let bad = literal_problems(&[LiteralCheck {
         path: "profile_id".into(),
         value: profile_id.into(),

@@ -86,7 +86,6 @@ pub(super) fn alike(a: &Column, b: &Column) -> bool {
     a.type_oid == b.type_oid || (INTEGERS.contains(&a.type_oid) && INTEGERS.contains(&b.type_oid))
 }
 
-
 /// The profile key column a row carries: its entity's `profile_key`, or the profile's
 /// primary key for the profile; `None` when it has none (a reference table).
 pub(super) fn profile_key_name(graph: &DataGraph, row: &Row<'_>) -> Option<String> {

@@ -95,9 +95,7 @@ impl<'a> Compiler<'a> {
         self.pending = Some((full, Some(select.clone())));
         // The path without its pass-through first row, unless a condition refers to it.
         let (path_from, path_anchor) = match &chain.short {
-            Some(s) if !self.referenced.contains(&s.dropped) => {
-                (s.from.clone(), s.anchor.clone())
-            }
+            Some(s) if !self.referenced.contains(&s.dropped) => (s.from.clone(), s.anchor.clone()),
             _ => (chain.from.clone(), chain.anchor.clone()),
         };
         let count = n.count.or(if n.aggregate.is_none() {
