@@ -467,3 +467,85 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Citus: distributes the members, tracked entities and history by the profile, co-located
+-- with the profile table (run once, after the profile table is distributed). Each gets a
+-- column profile_key of the profile key's type (Citus co-locates only columns of one
+-- type), filled from profile_id (which stays, as text, for readers), made part of its
+-- keys; computes then diff on the workers (compute::distributed). The outbox, its
+-- delivery state, runs and the catalog stay on the coordinator. Never run by CREATE or
+-- ALTER EXTENSION: a single node is unaffected.
+CREATE FUNCTION @extschema@.la_distribute() RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    prof regclass;
+    pk text;
+    pk_type text;
+    dist_col text;
+    t text;
+    done boolean;
+    cmds text[] := '{}';
+    failed text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'citus') THEN
+        RAISE EXCEPTION 'la_distribute: Citus is not installed in this database'
+            USING ERRCODE = '55000',
+                  HINT = 'la_distribute() is for a Citus cluster: CREATE EXTENSION citus, distribute the profile table, then call it. A single node needs nothing.';
+    END IF;
+    SELECT pg_catalog.to_regclass(g.graph #>> '{profile,table_ref}'), g.graph #>> '{profile,primary_key}'
+    INTO prof, pk FROM linked_audiences.data_graph g;
+    IF prof IS NULL OR pk IS NULL THEN
+        RAISE EXCEPTION 'la_distribute: no Data Graph with a profile table is defined'
+            USING ERRCODE = '55000',
+                  HINT = 'Define the Data Graph first (la_define_data_graph), with its profile table distributed by its primary key.';
+    END IF;
+    EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) FROM pg_catalog.pg_dist_partition p
+             WHERE p.logicalrelid = $1 AND p.partmethod = ''h'''
+        INTO dist_col USING prof;
+    IF dist_col IS DISTINCT FROM pk THEN
+        RAISE EXCEPTION 'la_distribute: the profile table % is not distributed by its primary key %', prof, pk
+            USING ERRCODE = '55000',
+                  HINT = format('Distribute it first: SELECT create_distributed_table(%L, %L).', prof::text, pk);
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
+                            WHERE p.logicalrelid = ''linked_audiences.audience_members''::pg_catalog.regclass)'
+        INTO STRICT done;
+    IF done THEN
+        RETURN 'already distributed';
+    END IF;
+    SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO pk_type
+    FROM pg_attribute a WHERE a.attrelid = prof AND a.attname = pk AND NOT a.attisdropped;
+    -- The workers hold the extension's tables too (Citus propagated CREATE EXTENSION):
+    -- the same columns and keys there (empty tables, idempotent commands), then here.
+    FOREACH t IN ARRAY ARRAY['audience_members', 'audience_entities', 'membership_changes'] LOOP
+        cmds := cmds || format('ALTER TABLE linked_audiences.%I ADD COLUMN IF NOT EXISTS profile_key %s', t, pk_type);
+    END LOOP;
+    cmds := cmds || ARRAY[
+        'ALTER TABLE linked_audiences.audience_members DROP CONSTRAINT IF EXISTS audience_members_pkey, '
+        'ADD PRIMARY KEY (audience_id, profile_key)',
+        'ALTER TABLE linked_audiences.audience_entities DROP CONSTRAINT IF EXISTS audience_entities_pkey, '
+        'ADD PRIMARY KEY (audience_id, relationship, profile_key, entity_id)'];
+    FOREACH t IN ARRAY cmds LOOP
+        EXECUTE 'SELECT pg_catalog.string_agg(r.nodename || '':'' || r.nodeport || '': '' || r.result, ''; '')
+                 FROM pg_catalog.run_command_on_workers($1) r WHERE NOT r.success'
+            INTO failed USING t;
+        IF failed IS NOT NULL THEN
+            RAISE EXCEPTION 'la_distribute: on the workers, % failed: %', t, failed USING ERRCODE = '55000';
+        END IF;
+    END LOOP;
+    FOREACH t IN ARRAY ARRAY['audience_members', 'audience_entities', 'membership_changes'] LOOP
+        EXECUTE format('ALTER TABLE linked_audiences.%I ADD COLUMN profile_key %s', t, pk_type);
+        EXECUTE format('UPDATE linked_audiences.%I SET profile_key = profile_id::%s', t, pk_type);
+        EXECUTE format('ALTER TABLE linked_audiences.%I ALTER COLUMN profile_key SET NOT NULL', t);
+    END LOOP;
+    ALTER TABLE linked_audiences.audience_members DROP CONSTRAINT audience_members_pkey,
+        ADD PRIMARY KEY (audience_id, profile_key);
+    ALTER TABLE linked_audiences.audience_entities DROP CONSTRAINT audience_entities_pkey,
+        ADD PRIMARY KEY (audience_id, relationship, profile_key, entity_id);
+    FOREACH t IN ARRAY ARRAY['audience_members', 'audience_entities', 'membership_changes'] LOOP
+        EXECUTE 'SELECT pg_catalog.create_distributed_table($1, ''profile_key'', colocate_with => $2)'
+            USING 'linked_audiences.' || t, prof::text;
+    END LOOP;
+    RETURN format('distributed linked_audiences.audience_members, audience_entities and membership_changes by profile_key (%s), co-located with %s', pk_type, prof);
+END
+$$;

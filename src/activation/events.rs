@@ -336,6 +336,29 @@ fn matched_keys(ctx: &EventCtx<'_>, relationship: &str) -> Option<String> {
 /// (profile_id, entity_id, change, relationship): columns id, destination, preset,
 /// user_id, event, kind (0 identify, 1 track), activation_id, entity_id, payload.
 pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation, source: &str) -> String {
+    events_sql(ctx, a, source, None)
+}
+
+/// The same SELECT for a compute on Citus (`compute::distributed`), whose `source`
+/// carries `profile_key` (the profile key in its own type, the distribution column):
+/// the profile is joined on it, an entity table with a profile key on both its key and
+/// the profile key (co-located joins only), and `filter` is added to the WHERE clause
+/// (the run's changes, when `source` is the history table itself).
+pub fn activation_events_sql_distributed(
+    ctx: &EventCtx<'_>,
+    a: &Activation,
+    source: &str,
+    filter: &str,
+) -> String {
+    events_sql(ctx, a, source, Some(filter))
+}
+
+fn events_sql(
+    ctx: &EventCtx<'_>,
+    a: &Activation,
+    source: &str,
+    distributed: Option<&str>,
+) -> String {
     let c = ctx.compiled;
     let key = quote_literal(ctx.audience_key);
     let profile_table = ctx
@@ -377,6 +400,26 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation, source: &str) -
                     pkc.quoted,
                     pkc.value_type()
                 );
+                // An entity carrying the profile key may be unique only together with
+                // it (as on Citus, where it is also co-located with its profile): the
+                // row is this profile's.
+                let key = ctx
+                    .graph
+                    .relationship(rel)
+                    .and_then(|placed| ctx.graph.entity(&placed.rel.related_entity))
+                    .and_then(|e| e.profile_key.clone())
+                    .and_then(|k| table.column(&k).cloned());
+                if let Some(k) = key {
+                    if distributed.is_some() {
+                        joins.push_str(&format!(" AND t.{} = ch.profile_key", k.quoted));
+                    } else {
+                        joins.push_str(&format!(
+                            " AND t.{} = ch.profile_id::{}",
+                            k.quoted,
+                            k.value_type()
+                        ));
+                    }
+                }
                 let own = selected
                     .iter()
                     .find(|(r, _)| r == rel)
@@ -388,6 +431,16 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation, source: &str) -
                         let pairs: Vec<(String, String)> = names
                             .iter()
                             .filter_map(|n| table.column(n).map(|col| (format!("{rel}__{n}"), format!("t.{}", col.quoted))))
+                            .collect();
+                        object(&pairs)
+                    }
+                    // On Citus a function in FROM must be immutable (to_jsonb of a row
+                    // is not): the row's columns, named.
+                    None if distributed.is_some() => {
+                        let pairs: Vec<(String, String)> = table
+                            .columns
+                            .iter()
+                            .map(|col| (format!("{rel}__{}", col.name), format!("t.{}", col.quoted)))
                             .collect();
                         object(&pairs)
                     }
@@ -474,8 +527,8 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation, source: &str) -
          'timestamp', {ts}, {body}, 'context', {context}) AS payload \
          FROM (SELECT pg_catalog.gen_random_uuid() AS id, coalesce(p.{uid}::pg_catalog.text, ch.profile_id) AS user_id, \
                ch.profile_id, ch.entity_id, ch.change, {traits} AS traits, {rels} AS rels, {ent} AS ent \
-               FROM {source} ch LEFT JOIN {pt} p ON p.{pk} = ch.profile_id::{pktype}{joins} \
-               WHERE ch.change IN ({changes}){rel_filter}) e",
+               FROM {source} ch LEFT JOIN {pt} p ON p.{pk} = {profile_key}{joins} \
+               WHERE ch.change IN ({changes}){rel_filter}{filter}) e",
         dest = quote_literal(&a.destination),
         preset = quote_literal(&a.preset),
         act = quote_literal(&a.id.to_string()),
@@ -484,7 +537,11 @@ pub fn activation_events_sql(ctx: &EventCtx<'_>, a: &Activation, source: &str) -
         rels = object(&rels),
         pt = c.profile.table,
         pk = c.profile.pk,
-        pktype = c.profile.pk_type,
+        profile_key = match distributed {
+            Some(_) => "ch.profile_key".to_string(),
+            None => format!("ch.profile_id::{}", c.profile.pk_type),
+        },
+        filter = distributed.unwrap_or_default(),
         changes = changes.join(", "),
     )
 }
@@ -558,4 +615,88 @@ SELECT pg_catalog.jsonb_build_object(
         key = quote_literal(ctx.audience_key),
         run = ctx.run,
     )
+}
+
+/// The temporary table a compute on Citus collects a run's events in.
+pub const EVENTS_TABLE: &str = "pg_temp.la_compute_events";
+
+/// The outbox insert for a compute on Citus (`compute::distributed`), as statements run
+/// in order: the history is distributed by profile there and the outbox is not, and
+/// Citus cannot run the single-node statement (its CTEs would be planned as
+/// intermediate results, pulling the profile table, and a `void` column such as
+/// `pg_notify`'s cannot be one). So:
+///
+/// 1. `CREATE TEMPORARY TABLE` of the events' columns (no rows);
+/// 2. one `INSERT INTO` it `SELECT` per activation, each from the run's changes joined
+///    to the profile on `profile_key` with its enrichment as correlated subqueries over
+///    co-located tables: the events are built on the workers and only they (one per
+///    change) come back to the coordinator;
+/// 3. on the coordinator, over local tables only: the outbox and its delivery state, in
+///    the same send order as on a single node, returning `{written, truncated}`;
+/// 4. `pg_notify` for each destination written to.
+///
+/// `aud` is the audience id's SQL (a placeholder), as in `ctx.run` the run's.
+pub fn outbox_insert_distributed(
+    ctx: &EventCtx<'_>,
+    activations: &[Activation],
+    aud: &str,
+) -> Vec<String> {
+    let run = ctx.run;
+    let existing = format!(
+        "(SELECT m.profile_key, m.profile_id, NULL::pg_catalog.text AS entity_id, 'entered'::pg_catalog.text AS change, \
+         NULL::pg_catalog.text AS relationship FROM linked_audiences.audience_members m WHERE m.audience_id = {aud} \
+         UNION ALL SELECT e.profile_key, e.profile_id, e.entity_id, 'entity_added'::pg_catalog.text, e.relationship \
+         FROM linked_audiences.audience_entities e WHERE e.audience_id = {aud} \
+         UNION ALL SELECT c.profile_key, c.profile_id, c.entity_id, c.change, c.relationship \
+         FROM linked_audiences.membership_changes c WHERE c.run_id = {run} AND c.change = 'exited')"
+    );
+    let mut out = vec![format!(
+        "CREATE TEMPORARY TABLE {EVENTS_TABLE} (id pg_catalog.uuid, destination pg_catalog.text, preset pg_catalog.text, \
+         user_id pg_catalog.text, event pg_catalog.text, kind pg_catalog.int4, activation_id pg_catalog.int8, \
+         entity_id pg_catalog.text, payload pg_catalog.jsonb) ON COMMIT DROP"
+    )];
+    for a in activations {
+        let select = if a.sends_existing_now() {
+            activation_events_sql_distributed(ctx, a, &existing, "")
+        } else {
+            activation_events_sql_distributed(
+                ctx,
+                a,
+                "linked_audiences.membership_changes",
+                &format!(" AND ch.run_id = {run} AND ch.audience_id = {aud}"),
+            )
+        };
+        out.push(format!("INSERT INTO {EVENTS_TABLE} {select}"));
+    }
+    let mapping = super::payload::map_event_sql("ev.payload", "ev.preset");
+    out.push(format!(
+        "WITH fin AS MATERIALIZED (
+    SELECT ev.*,
+           CASE WHEN pg_catalog.octet_length(ev.payload::pg_catalog.text) > {max}
+                THEN linked_audiences.finish_event(ev.preset, ev.payload, {max})
+                ELSE pg_catalog.jsonb_build_object('payload', ev.payload, 'action', {action},
+                                                   'mapped', {mapped}, 'truncated', false) END AS f
+    FROM {EVENTS_TABLE} ev),
+ins AS (
+    INSERT INTO linked_audiences.outbox
+        (id, aggregatetype, aggregateid, type, payload, destination, audience, activation_id, action, mapped, run_id)
+    SELECT id, destination, user_id, event, f->'payload', destination, {key}, activation_id, f->>'action', f->'mapped', {run}
+    FROM fin ORDER BY destination, user_id, kind, activation_id, entity_id
+    RETURNING id, destination, aggregateid, seq),
+st AS (
+    INSERT INTO linked_audiences.outbox_state (id, destination, aggregateid, seq)
+    SELECT id, destination, aggregateid, seq FROM ins
+    RETURNING destination)
+SELECT pg_catalog.jsonb_build_object(
+    'written', (SELECT pg_catalog.count(*) FROM st),
+    'truncated', (SELECT pg_catalog.count(*) FROM fin WHERE (f->>'truncated')::pg_catalog.bool))",
+        max = super::payload::MAX_EVENT_BYTES,
+        action = mapping.0,
+        mapped = mapping.1,
+        key = quote_literal(ctx.audience_key),
+    ));
+    out.push(format!(
+        "SELECT pg_catalog.pg_notify('linked_audiences_outbox', d.destination) FROM (SELECT DISTINCT destination FROM {EVENTS_TABLE}) d"
+    ));
+    out
 }

@@ -77,10 +77,18 @@ fn compute(key: &str, mode: &str) -> JsonB {
     .unwrap_or_default();
     let activations = ok_or_raise(crate::activation::api::load_activations(stored.id, None));
     let fingerprint = fingerprint(&compiled, &tracked);
+    // On Citus, once la_distribute() ran: the distributed statements, computes in full.
+    let distributed = super::distributed::members_distributed();
     let (incremental, previous) = if !current || mode == "full" {
         (false, None)
     } else {
-        match ok_or_raise(incremental_from(stored.id, &compiled, &fingerprint, &activations)) {
+        match ok_or_raise(incremental_from(
+            stored.id,
+            &compiled,
+            &fingerprint,
+            &activations,
+            distributed,
+        )) {
             Ok(prev) => (true, Some(prev)),
             Err(reason) if mode == "incremental" => crate::capture::api::not_incremental(&reason),
             Err(_) => (false, None),
@@ -164,6 +172,25 @@ fn compute(key: &str, mode: &str) -> JsonB {
     };
     let (new_members, m) = if nothing {
         (0, json!({"entered": 0, "exited": 0}))
+    } else if distributed {
+        use super::distributed as d;
+        let [apply_in, apply_out] = d::apply_members_sql(&audience, &run_param);
+        let n = d::run(
+            &[
+                d::entered_sql(&compiled, &audience, &run_param),
+                d::exited_sql(&compiled, &audience, &run_param),
+                apply_in,
+                apply_out,
+            ],
+            &args(&params),
+        );
+        let members = ok_or_raise(jsonb_row(
+            "SELECT pg_catalog.to_jsonb(pg_catalog.count(*)) FROM linked_audiences.audience_members WHERE audience_id = $1",
+            &[stored.id.into()],
+        ))
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
+        (members, json!({"entered": n[0], "exited": n[1]}))
     } else {
         let n = materialize(MEMBERS_TABLE, &members_sql, &compiled.params);
         let m = ok_or_raise(jsonb_write(
@@ -230,6 +257,25 @@ fn compute(key: &str, mode: &str) -> JsonB {
         let mut p = params.clone();
         p.push(ParamValue::Text(rel.clone()));
         let rel_param = format!("${}", p.len());
+        if distributed {
+            use super::distributed as d;
+            let record = !computed_before || was_tracked.contains(rel);
+            let [added_sql, removed_sql] =
+                d::entity_changes_sql(&compiled, &selects, &audience, &run_param, &rel_param);
+            let [apply_in, apply_out] = d::apply_entities_sql(&audience, &run_param, &rel_param);
+            let mut statements = vec![added_sql, removed_sql, apply_in, apply_out];
+            if !record {
+                statements.push(d::unrecord_entities_sql(&audience, &run_param, &rel_param));
+            }
+            let n = d::run(&statements, &args(&p));
+            let (a, r) = if record { (n[0], n[1]) } else { (0, 0) };
+            now_tracked.push(rel.clone());
+            pgrx::notice!("linked_audiences: {key}: {rel}: {a} entities added, {r} removed");
+            refresh_stats_if_big("linked_audiences.audience_entities", n[0] + n[1], n[0]);
+            added += a;
+            removed += r;
+            continue;
+        }
         materialize(
             PAIRS_TABLE,
             &entity_pairs_sql(&compiled, &selects, &audience, among),
@@ -261,7 +307,16 @@ fn compute(key: &str, mode: &str) -> JsonB {
 
     // Entities of relationships no longer tracked are let go: if tracked again, they
     // start from the state of that compute.
-    if current {
+    if current && distributed {
+        // Citus: a local UPDATE and a distributed DELETE, as statements of their own.
+        super::distributed::run(
+            &[
+                "UPDATE linked_audiences.audience SET tracked = $2 WHERE id = $1 AND tracked IS DISTINCT FROM $2".into(),
+                "DELETE FROM linked_audiences.audience_entities WHERE audience_id = $1 AND relationship <> ALL ($2)".into(),
+            ],
+            &[stored.id.into(), now_tracked.clone().into()],
+        );
+    } else if current {
         ok_or_raise(
             Spi::run_with_args(
                 "WITH u AS (UPDATE linked_audiences.audience SET tracked = $2 WHERE id = $1 AND tracked IS DISTINCT FROM $2)
@@ -288,8 +343,12 @@ fn compute(key: &str, mode: &str) -> JsonB {
         let changes = format!(
             "SELECT c.profile_id, c.entity_id, c.change, c.relationship FROM linked_audiences.membership_changes c WHERE c.run_id = {run_param}"
         );
-        let sql = crate::activation::events::outbox_insert_sql(&ctx, &activations, &changes);
-        let o = ok_or_raise(jsonb_write(&sql, &args(&params))).unwrap_or(Value::Null);
+        let o = if distributed {
+            outbox_distributed(&ctx, &activations, &audience, &params)
+        } else {
+            let sql = crate::activation::events::outbox_insert_sql(&ctx, &activations, &changes);
+            ok_or_raise(jsonb_write(&sql, &args(&params))).unwrap_or(Value::Null)
+        };
         events_written = o["written"].as_i64().unwrap_or(0);
         truncated = o["truncated"].as_i64().unwrap_or(0);
         pgrx::notice!("linked_audiences: {key}: {events_written} events written to the outbox ({truncated} truncated)");
@@ -355,6 +414,34 @@ fn compute(key: &str, mode: &str) -> JsonB {
     }))
 }
 
+/// The run's events into the outbox on Citus (`activation::events::outbox_insert_distributed`):
+/// the events are collected in a temporary table (replacing the one a previous compute
+/// of this transaction left), then written and notified on the coordinator.
+fn outbox_distributed(
+    ctx: &crate::activation::events::EventCtx<'_>,
+    activations: &[crate::activation::events::Activation],
+    audience: &str,
+    params: &[ParamValue],
+) -> Value {
+    use crate::activation::events::{outbox_insert_distributed, EVENTS_TABLE};
+    let mut statements = outbox_insert_distributed(ctx, activations, audience);
+    let left_over = ok_or_raise(jsonb_row(
+        "SELECT pg_catalog.to_jsonb(pg_catalog.to_regclass($1) IS NOT NULL)",
+        &[EVENTS_TABLE.into()],
+    ));
+    if left_over == Some(Value::Bool(true)) {
+        ok_or_raise(Spi::run(&format!("DROP TABLE {EVENTS_TABLE}")).map_err(internal));
+    }
+    let create = statements.remove(0);
+    ok_or_raise(Spi::run(&create).map_err(internal));
+    let notify = statements.pop().unwrap_or_default();
+    let write = statements.pop().unwrap_or_default();
+    super::distributed::run(&statements, &args(params));
+    let o = ok_or_raise(jsonb_write(&write, &args(params))).unwrap_or(Value::Null);
+    ok_or_raise(Spi::run(&notify).map_err(internal));
+    o
+}
+
 /// What a compute computed, to know whether the next may continue from it: its query
 /// and parameters, the relationships it tracks, the graph.
 fn fingerprint(compiled: &Compiled, tracked: &[String]) -> String {
@@ -382,9 +469,15 @@ fn incremental_from(
     compiled: &Compiled,
     fingerprint: &str,
     activations: &[crate::activation::events::Activation],
+    distributed: bool,
 ) -> crate::error::Result<Result<(String, String), String>> {
+    if distributed {
+        return Ok(Err("the members table is distributed (Citus, la_distribute()): computes there are full, change capture is not used".into()));
+    }
     if activations.iter().any(|a| a.sends_existing_now()) {
-        return Ok(Err("an activation sends the current members at its first compute".into()));
+        return Ok(Err(
+            "an activation sends the current members at its first compute".into(),
+        ));
     }
     let s = jsonb_row(
         "SELECT pg_catalog.jsonb_build_object(
@@ -404,13 +497,17 @@ fn incremental_from(
     )?
     .unwrap_or(Value::Null);
     if s["capture"] != json!(true) {
-        return Ok(Err("change capture is off (turn it on with la_capture_changes())".into()));
+        return Ok(Err(
+            "change capture is off (turn it on with la_capture_changes())".into(),
+        ));
     }
     let Some(snapshot) = s["snapshot"].as_str() else {
         return Ok(Err("there is no earlier compute to continue from".into()));
     };
     if s["capture_before"] != json!(true) {
-        return Ok(Err("capture was not on for the whole interval since the last compute".into()));
+        return Ok(Err(
+            "capture was not on for the whole interval since the last compute".into(),
+        ));
     }
     if s["same"] != json!(true) {
         return Ok(Err("the audience, an audience it references, the relationships its activations track or the graph changed since the last compute".into()));
@@ -422,7 +519,9 @@ fn incremental_from(
         ));
     }
     if s["truncated"] == json!(true) {
-        return Ok(Err("a captured table was truncated since the last compute".into()));
+        return Ok(Err(
+            "a captured table was truncated since the last compute".into()
+        ));
     }
     let captured: Vec<String> = serde_json::from_value(s["tables"].clone()).unwrap_or_default();
     if let Some(t) = compiled.tables.iter().find(|t| !captured.contains(t)) {

@@ -3,6 +3,7 @@
 //! statement per set.
 
 pub mod api;
+pub mod distributed;
 
 use crate::compile::{Compiled, EntitySelect};
 

@@ -3,8 +3,8 @@
 # Citus cluster (a coordinator and two workers, scripts/citus.sh), compared.
 #   tests/citus/citus.sh [--keep] [--explore]
 #     --keep      leave the cluster running (scripts/citus.sh stop stops it)
-#     --explore   afterwards, distribute the extension's members, entities and history
-#                 tables by profile_id and print which compute statements fail
+#     --explore   afterwards, run tests/citus/proposal.sql (the distributed statements
+#                 written by hand) and print their plans
 #   CITUS_TEST_PROFILES=2000   profiles in the warehouse (tests/citus/warehouse.sql)
 # Skipped, with one line and exit status 77, when Citus is neither installed nor
 # buildable from source ($CITUS_SRC, default ../shared/vendor). Uses the extension as
@@ -16,10 +16,14 @@
 #      reached through a reference table) is refused by Citus with its known error.
 #   2. EXPLAIN of the members query on Citus: one task per shard group and no
 #      intermediate results or repartitioning (nothing pulled to the coordinator).
-#   3. la_compute_all on both, then after changes to the warehouse: identical members,
-#      tracked entities and outbox events for every audience that computes on Citus;
-#      those that do not (KNOWN_COMPUTE_FAILURES, see the README, "Running on Citus") are listed
-#      with their errors, and any other failure fails the suite.
+#   3. la_distribute() on Citus (and its refusal on the single node, without Citus), then
+#      la_compute_all on both, then after changes to the warehouse: identical members,
+#      tracked entities and outbox events for every audience; the one that cannot be
+#      co-located (KNOWN_COMPUTE_FAILURES) fails with Citus' error, any other failure
+#      fails the suite.
+#   4. EXPLAIN (auto_explain) of the statements a compute runs on Citus: the diff of
+#      members and entities, one task per shard group, nothing pulled to the coordinator;
+#      the events built on the workers from the run's changes.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/env.sh
@@ -34,10 +38,9 @@ if [ ! -f "$($PG_CONFIG --pkglibdir)/citus.so" ] &&
   echo "citus: skipped (Citus is not installed and its source is not at $src; set CITUS_SRC)"
   exit 77
 fi
-# Computes that fail on Citus today, and why (the README, "Running on Citus" has the statements).
-# Every audience with an activation fails in the outbox insert; bought_well_reviewed is
-# not co-located.
-KNOWN_COMPUTE_FAILURES="frequent big_spenders toy_buyers cart_out_of_stock bought_well_reviewed"
+# The compute that fails on Citus, and why: bought_well_reviewed is not co-located (a keyed
+# entity reached through a reference table; the README, "Running on Citus").
+KNOWN_COMPUTE_FAILURES="bought_well_reviewed"
 
 out=$(scripts/citus.sh start 2>&1) || { echo "$out"; echo "citus: the cluster did not start"; exit 1; }
 echo "$out" | grep -v '^postgresql://'
@@ -69,6 +72,21 @@ SELECT la_define_data_graph(:'graph');
 \i tests/citus/audiences.sql
 SQL
 done
+# The extension's members, entities and history distributed by profile on Citus; refused
+# (55000, with a HINT) where Citus is not installed.
+echo "citus: $(qc -c "SET client_min_messages = warning" -c "SELECT la_distribute()")"
+refusal=$(qs -c "SELECT la_distribute()" 2>&1 >/dev/null | head -1)
+case $refusal in
+  *"la_distribute: Citus is not installed"*) echo "citus: la_distribute() on the single node refused as expected: ${refusal#*ERROR:  }" ;;
+  *) bad "la_distribute() on the single node: expected a refusal, got: $refusal" ;;
+esac
+refusal=$(qs -c "\set VERBOSITY verbose" -c "SELECT la_distribute()" 2>&1)
+grep -q "^ERROR:  55000" <<<"$refusal" ||
+  bad "la_distribute() on the single node: not refused with SQLSTATE 55000"
+[ "$(qc -c "SELECT count(*) FROM pg_dist_partition p JOIN pg_dist_partition pr ON pr.colocationid = p.colocationid
+            WHERE pr.logicalrelid = 'profiles'::regclass AND p.logicalrelid::text LIKE 'linked_audiences.%'")" = 3 ] ||
+  bad "la_distribute(): the three tables are not co-located with profiles"
+[ "$(qc -c "SELECT la_distribute()")" = "already distributed" ] || bad "la_distribute() run twice"
 
 # Helpers in each session: errors as values, so one refused audience does not stop the rest.
 helpers=$(cat <<'SQL'
@@ -165,14 +183,18 @@ SQL
 )
 # Per audience: the compute's status, its members, tracked entities and outbox events
 # (payloads without their message ids and timestamps), as digests.
+# (The members, entities and outbox read into CTEs first: on Citus the first two are
+# distributed, and a local table cannot be joined with them directly.)
 state=$(cat <<'SQL'
+WITH m AS MATERIALIZED (SELECT audience_id, profile_id FROM linked_audiences.audience_members),
+e AS MATERIALIZED (SELECT audience_id, relationship, profile_id, entity_id FROM linked_audiences.audience_entities)
 SELECT a.key,
   coalesce((SELECT r.status || CASE WHEN r.status = 'failed' THEN ': ' || r.error ELSE '' END
             FROM linked_audiences.runs r WHERE r.audience_id = a.id ORDER BY r.id DESC LIMIT 1), 'none'),
   (SELECT count(*) || ' ' || coalesce(md5(string_agg(m.profile_id, ',' ORDER BY m.profile_id)), '')
-   FROM linked_audiences.audience_members m WHERE m.audience_id = a.id),
-  (SELECT count(*) || ' ' || coalesce(md5(string_agg(e.relationship || ':' || e.profile_id || ':' || e.entity_id, ',' ORDER BY 1)), '')
-   FROM linked_audiences.audience_entities e WHERE e.audience_id = a.id),
+   FROM m WHERE m.audience_id = a.id),
+  (SELECT count(*) || ' ' || coalesce(md5(string_agg(e.relationship || ':' || e.profile_id || ':' || e.entity_id, ',' ORDER BY e.relationship, e.profile_id, e.entity_id)), '')
+   FROM e WHERE e.audience_id = a.id),
   (SELECT count(*) || ' ' || coalesce(md5(string_agg(o.type || (o.payload #- '{messageId}' #- '{timestamp}'
             #- '{context,personas,computation_run_id}')::text, ',' ORDER BY o.aggregateid, o.type, o.payload::text)), '')
    FROM linked_audiences.outbox o WHERE o.audience = a.key)
@@ -213,17 +235,50 @@ compute_round "first compute"
 qs -c "$changes" && qc -c "$changes" || exit 1
 compute_round "after changes"
 
+# Incremental computes are not offered on Citus: refused with the reason; auto is full.
+inc=$(qc -c "SET client_min_messages = error" -c "SELECT la_compute_audience('premium', 'incremental') ->> 'error'")
+case $inc in *"members table is distributed"*) ;; *) bad "an incremental compute on Citus: expected a refusal, got: $inc" ;; esac
+[ "$(qc -c "SET client_min_messages = error" -c "SELECT la_compute_audience('premium') ->> 'mode'")" = full ] ||
+  bad "an auto compute on Citus is not full"
+
+# The single node is untouched: no profile_key, and it dumps as before.
+[ "$(qs -c "SELECT count(*) FROM pg_attribute WHERE attname = 'profile_key' AND NOT attisdropped
+            AND attrelid::regclass::text LIKE 'linked_audiences.%'")" = 0 ] ||
+  bad "the single node's extension tables gained a profile_key column"
+"$PGBIN/pg_dump" "$single" >"$work/single.dump" 2>"$work/single.dump.err" || bad "pg_dump of the single node failed: $(head -3 "$work/single.dump.err")"
+
+# --- 4. the plans of a compute's statements on Citus (auto_explain, rolled back) -----
+# Every statement that writes the members, entities or history must be one task per
+# shard group with nothing pulled to the coordinator; the events are built by one
+# pushed-down scan of the run's changes, and only they come to the coordinator.
+for key in toy_buyers cart_out_of_stock; do
+  plans=$(qc -c "LOAD 'auto_explain'" -c "SET auto_explain.log_min_duration = 0" \
+             -c "SET auto_explain.log_nested_statements = on" -c "SET client_min_messages = log" \
+             -c "BEGIN" -c "SELECT linked_audiences.compute_audience('$key', 'full')" -c "ROLLBACK" 2>&1 >/dev/null)
+  checked=0
+  while IFS= read -r -d $'\x1e' block; do
+    text=$(grep -m1 -A1 'Query Text:' <<<"$block" | tr '\n' ' ' | sed 's/.*Query Text: *//' | cut -c1-90)
+    case $text in
+      *"INSERT INTO linked_audiences.membership_changes"*|*"INSERT INTO linked_audiences.audience_"*|*"DELETE FROM linked_audiences.audience_"*)
+        checked=$((checked + 1))
+        if ! grep -q "Task Count: $shards\$" <<<"$block" || grep -Eq 'Distributed Subplan|MapMergeJob|[Rr]epartition|intermediate_result|pull to coordinator' <<<"$block"; then
+          bad "$key: a diff statement is not pushed down whole: $text"
+          head -14 <<<"$block" | sed 's/^/    /'
+        fi ;;
+      *"INSERT INTO pg_temp.la_compute_events"*)
+        checked=$((checked + 1))
+        if ! grep -q "Task Count: $shards\$" <<<"$block" || grep -Eq 'Distributed Subplan|MapMergeJob|[Rr]epartition' <<<"$block"; then
+          bad "$key: the events are not built by one pushed-down scan: $text"
+          head -14 <<<"$block" | sed 's/^/    /'
+        fi ;;
+    esac
+  done < <(sed 's/^LOG:  duration: .*plan:$/\x1e&/' <<<"$plans" | tail -c +2; printf '\x1e')
+  [ "$checked" -ge 5 ] || bad "$key: only $checked compute statements explained (auto_explain)"
+  echo "citus: $key: $checked compute statements explained, diff statements with Task Count: $shards and nothing pulled"
+done
+
 # --- optional: the extension's state distributed by profile ------------------------
 if [ $explore = 1 ]; then
-  echo "citus: exploring: audience_members, audience_entities and membership_changes distributed by profile_id (text)"
-  qc -c "SET client_min_messages = warning" \
-     -c "SELECT create_distributed_table('linked_audiences.audience_members', 'profile_id', colocate_with => 'none')" \
-     -c "SELECT create_distributed_table(t, 'profile_id', colocate_with => 'linked_audiences.audience_members')
-         FROM unnest(ARRAY['linked_audiences.audience_entities', 'linked_audiences.membership_changes']) t" >/dev/null
-  for key in premium cart_two_products cart_out_of_stock toy_buyers big_spenders; do
-    qc -c "SET client_min_messages = warning" -c "SELECT linked_audiences.compute_audience('$key', 'full')" 2>&1 |
-      grep -E '^(ERROR|DETAIL|HINT):  .' | sed "s/^/citus: explore: $key: /"
-  done
   echo "citus: explore: a distributed form of the statements, by hand (tests/citus/proposal.sql):"
   "$PGBIN/psql" -X -q "$uri" -f tests/citus/proposal.sql 2>&1 | grep -v '^ *Node: ' | sed 's/^/    /'
 fi
