@@ -575,3 +575,30 @@ fn junction_tables_may_name_a_profile_key() {
         "{msg}"
     );
 }
+
+/// An entity that carries the profile key below one that does not cannot be joined
+/// co-located on Citus: a warning names the join, before any audience fails.
+#[test]
+fn keyed_entity_below_an_unkeyed_one_is_a_colocation_warning() {
+    let mut doc = demo_graph_json();
+    let pets = doc["entities"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["slug"] == "pets")
+        .unwrap();
+    pets["profile_key"] = json!("household_id");
+    let report = check_with(&doc, DEFAULT_MAX_DEPTH);
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    let w: Vec<&crate::error::Problem> = report
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("cannot be co-located"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:#?}", report.warnings);
+    assert_eq!(w[0].path, "$.profile.relationships[0].relationships[0]");
+    assert!(w[0].message.starts_with("\"pets\" carries profile_key but its parent \"households\" does not"));
+    // Without any profile key, no such warning.
+    let plain = check_with(&demo_graph_json(), DEFAULT_MAX_DEPTH);
+    assert!(!plain.warnings.iter().any(|w| w.message.contains("co-located")));
+}

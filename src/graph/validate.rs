@@ -274,6 +274,37 @@ impl<'a> Checker<'a> {
         }
         for (placed, path) in graph.relationships().into_iter().zip(paths) {
             self.relationship(&placed, &path, profile_table, max_depth, &mut seen);
+            self.colocation(&placed, &path);
+        }
+    }
+
+    /// On Citus a join between two tables distributed by the profile must equate the
+    /// profile key: an entity that carries `profile_key` below a parent entity that does
+    /// not (a reference table) cannot be joined co-located, and Citus refuses the
+    /// audiences that reach it. Said before a compute fails, as a warning (on one node
+    /// it is harmless).
+    fn colocation(&mut self, placed: &Placed<'a>, path: &str) {
+        let graph = self.graph;
+        let (Some(parent), Some(child)) = (
+            placed.parent.and_then(|p| graph.entity(&p.related_entity)),
+            graph.entity(&placed.rel.related_entity),
+        ) else {
+            return;
+        };
+        if child.profile_key.is_some() && parent.profile_key.is_none() {
+            self.report.warnings.push(
+                Problem::invalid(
+                    path,
+                    format!(
+                        "\"{}\" carries profile_key but its parent \"{}\" does not: on Citus, the join {} -> {} cannot be co-located, and audiences reaching \"{}\" are refused",
+                        child.slug, parent.slug, parent.slug, child.slug, placed.rel.slug
+                    ),
+                )
+                .with_hint(format!(
+                    "Give \"{}\" the profile key too, make \"{}\" a reference table without profile_key, or keep those audiences on a single node.",
+                    parent.slug, child.slug
+                )),
+            );
         }
     }
 

@@ -65,13 +65,22 @@ t2=$(date +%s.%N)
 printf 'citus: warehouse of %s profiles loaded: single node %.1f s, Citus %.1f s (%s shards per table)\n' \
   "$n" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$(awk -v a="$t1" -v b="$t2" 'BEGIN { print b - a }')" \
   "$(qc -c "SELECT shardcount FROM pg_dist_colocation c JOIN pg_dist_partition p USING (colocationid) WHERE p.logicalrelid = 'profiles'::regclass")"
+defined=$(mktemp -d)
 for q in qs qc; do
-  $q >/dev/null <<'SQL' || exit 1
+  $q >"$defined/$q.out" <<'SQL' || exit 1
 \set graph `cat tests/citus/graph.json`
 SELECT la_define_data_graph(:'graph');
 \i tests/citus/audiences.sql
 SQL
 done
+# Validation warns about the join that cannot be co-located (reviews, keyed, below the
+# reference table products) before any audience reaching it fails.
+if grep -q '"reviews\\" carries profile_key but its parent \\"products\\" does not' "$defined/qc.out"; then
+  echo "citus: validation warns that reviews (keyed) below products (reference) cannot be co-located"
+else
+  bad "no co-location warning for reviews below products: $(head -c 600 "$defined/qc.out")"
+fi
+rm -rf "$defined"
 # The extension's members, entities and history distributed by profile on Citus; refused
 # (55000, with a HINT) where Citus is not installed.
 echo "citus: $(qc -c "SET client_min_messages = warning" -c "SELECT la_distribute()")"
