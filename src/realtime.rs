@@ -124,7 +124,9 @@ fn due_audiences() -> Vec<(String, String)> {
                FROM d JOIN linked_audiences.audience a ON a.key = d.key
                JOIN linked_audiences.compute_position cp ON cp.audience_id = a.id
                JOIN linked_audiences.capture c ON c.enabled
-               WHERE a.enabled AND (cp.clock OR EXISTS (
+               -- Audiences following the clock: once a minute even without writes (each
+               -- compute is a run row; a minute bounds how late a crossing is seen).
+               WHERE a.enabled AND ((cp.clock AND cp.at < pg_catalog.now() - interval '1 minute') OR EXISTS (
                    SELECT 1 FROM linked_audiences.change_log l
                    WHERE l.tx >= pg_catalog.pg_snapshot_xmin(cp.snapshot)
                      AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot)))
