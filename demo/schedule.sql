@@ -2,7 +2,7 @@
 \pset footer off
 \echo 'pg_cron ran the job (la_schedules()):'
 SELECT audience, jobid, schedule, last_start, last_end, last_status, last_message FROM la_schedules();
-\echo 'The scheduled computes (linked_audiences.runs) and who entered:'
+\echo 'The scheduled computes (linked_audiences.runs), and who entered or left:'
 SELECT a.key AS audience, r.started_at, r.status, r.members, r.entered, r.exited
 FROM linked_audiences.runs r JOIN linked_audiences.audience a ON a.id = r.audience_id
 WHERE r.started_at >= (SELECT min(last_start) FROM la_schedules())
