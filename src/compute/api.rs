@@ -124,7 +124,13 @@ fn compute(key: &str, mode: &str) -> JsonB {
     // Incremental: the profiles the captured changes since the previous compute touched.
     let among = incremental.then_some(DIRTY_TABLE);
     let evaluated = match &previous {
-        Some((prev, then)) => {
+        // Nothing captured and no clock to follow: no profile can have changed.
+        Some(prev) if !prev.pending && compiled.clock.is_empty() => 0,
+        Some(Previous {
+            snapshot: prev,
+            at: then,
+            ..
+        }) => {
             let (dirty, id_types) =
                 crate::capture::dirty_profiles_sql(&env.graph, &env.cat, "lg", 3)
                     .unwrap_or_else(|| raise(&internal("no profile table to map changes to")));
@@ -206,15 +212,18 @@ fn compute(key: &str, mode: &str) -> JsonB {
     );
     // An incremental compute found the members among the dirty profiles; the whole set
     // is the stored one.
-    let members = if incremental {
-        ok_or_raise(jsonb_row(
+    let members = match previous.as_ref().filter(|_| incremental) {
+        Some(Previous {
+            members: Some(before),
+            ..
+        }) => before + entered - exited,
+        Some(_) => ok_or_raise(jsonb_row(
             "SELECT pg_catalog.to_jsonb(pg_catalog.count(*)) FROM linked_audiences.audience_members WHERE audience_id = $1",
             &[stored.id.into()],
         ))
         .and_then(|v| v.as_i64())
-        .unwrap_or(new_members)
-    } else {
-        new_members
+        .unwrap_or(new_members),
+        None => new_members,
     };
     pgrx::notice!("linked_audiences: {key}: {members} members, {entered} entered, {exited} exited");
     refresh_stats_if_big(
@@ -462,7 +471,18 @@ fn fingerprint(compiled: &Compiled, tracked: &[String]) -> String {
     .unwrap_or_default()
 }
 
-/// The snapshot of the previous compute, when an incremental compute from it is exact;
+/// Where the previous compute left off, for an incremental compute.
+struct Previous {
+    /// Its snapshot and now(), as text.
+    snapshot: String,
+    at: String,
+    /// Some captured change is not in it.
+    pending: bool,
+    /// Its member count, when it succeeded.
+    members: Option<i64>,
+}
+
+/// Where the previous compute left off, when an incremental compute from it is exact;
 /// else why not.
 fn incremental_from(
     audience_id: i64,
@@ -470,7 +490,7 @@ fn incremental_from(
     fingerprint: &str,
     activations: &[crate::activation::events::Activation],
     distributed: bool,
-) -> crate::error::Result<Result<(String, String), String>> {
+) -> crate::error::Result<Result<Previous, String>> {
     if distributed {
         return Ok(Err("the members table is distributed (Citus, la_distribute()): computes there are full, change capture is not used".into()));
     }
@@ -490,7 +510,12 @@ fn incremental_from(
              'pruned', c.pruned_before IS NOT NULL AND pg_catalog.pg_snapshot_xmin(cp.snapshot) < c.pruned_before,
              'truncated', EXISTS (SELECT 1 FROM linked_audiences.change_log l
                                   WHERE l.col = '' AND l.tx >= pg_catalog.pg_snapshot_xmin(cp.snapshot)
-                                    AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot)))
+                                    AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot)),
+             'pending', EXISTS (SELECT 1 FROM linked_audiences.change_log l
+                                WHERE l.tx >= pg_catalog.pg_snapshot_xmin(cp.snapshot)
+                                  AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot)),
+             'members', (SELECT r.members FROM linked_audiences.audience a
+                         JOIN linked_audiences.runs r ON r.id = a.last_run_id WHERE a.id = $1))
          FROM linked_audiences.capture c
          LEFT JOIN linked_audiences.compute_position cp ON cp.audience_id = $1",
         &[audience_id.into(), fingerprint.into()],
@@ -530,7 +555,12 @@ fn incremental_from(
     // (The clock: the rows that changed sides since the previous compute's now() are
     // evaluated as changes; see dirty_profiles.)
     let at = s["at"].as_str().unwrap_or_default().to_string();
-    Ok(Ok((snapshot.to_string(), at)))
+    Ok(Ok(Previous {
+        snapshot: snapshot.to_string(),
+        at,
+        pending: s["pending"] == json!(true),
+        members: s["members"].as_i64(),
+    }))
 }
 
 /// Where this compute left the warehouse; and the change log no audience needs any

@@ -230,6 +230,13 @@ def main():
         for i in range(n_defs):
             if mem[f"i_{i}"] != mem[f"f_{i}"]:
                 sys.exit(f"incremental: seed {seed}, batch {b}, definition {i} (members): incremental {mem[f'i_{i}']} != full {mem[f'f_{i}']}")
+        # Every run reports the members it leaves (incremental: counted from the changes).
+        wrong = psql(host, port, db, """SELECT coalesce(string_agg(a.key || ': ' || r.members || ' != ' || m.n, ', '), '')
+            FROM linked_audiences.audience a JOIN linked_audiences.runs r ON r.id = a.last_run_id
+            CROSS JOIN LATERAL (SELECT count(*) AS n FROM linked_audiences.audience_members x WHERE x.audience_id = a.id) m
+            WHERE r.members <> m.n""").strip()
+        if wrong:
+            sys.exit(f"incremental: seed {seed}, batch {b}: run member counts differ from the stored members: {wrong}")
         last_run = state["last_run"]
     if incremental < n_defs:
         sys.exit(f"incremental: seed {seed}: only {incremental} incremental computes ran; the comparison would be empty")
