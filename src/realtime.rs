@@ -96,8 +96,8 @@ pub extern "C-unwind" fn linked_audiences_realtime_main(_arg: pg_sys::Datum) {
 }
 
 /// The enabled audiences whose position is behind the change log, or whose conditions
-/// follow the clock, referenced audiences first, with their owners; none when the extension (at 0.3.0 or later) or capture is
-/// not there. (An error here, as when the extension is dropped between the check and
+/// follow the clock, referenced audiences first, with their owners; none when the
+/// extension (at 0.3.0 or later) or capture is not there. (An error here, as when the extension is dropped between the check and
 /// the query, ends the worker; the postmaster starts it again 5 s later.)
 fn due_audiences() -> Vec<(String, String)> {
     let ready = Spi::get_one::<bool>(
