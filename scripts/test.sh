@@ -96,6 +96,15 @@ echo "== four concurrent consumers (tests/concurrency)"
 run_test "four consumers" tests/concurrency/four_consumers.sh "$dir" "$port"
 echo "== incremental computes (tests/incremental): 200 random definitions x 5 batches of writes, incremental = full"
 run_test incremental python3 tests/incremental/property.py "$dir" "$port"
+echo "== the relay's unit tests (cargo test -p la-relay)"
+relay_log=$(mktemp)
+cargo test --release -p la-relay 2>&1 | tee "$relay_log" | grep -E '^test result|^error'
+if [ "${PIPESTATUS[0]}" = 0 ]; then
+  record "relay unit tests" "$(grep -Eo 'test result: ok\. [0-9]+ passed' "$relay_log" | awk '{s+=$4} END {print s+0}')" 0
+else
+  record "relay unit tests" 0 1
+fi
+rm -f "$relay_log"
 echo "== the delivery relay (tests/relay): la-relay against a mock of the five APIs, faults and SIGTERM"
 run_test relay tests/relay/relay.sh
 echo "== schedules (tests/schedule): pg_cron runs the computes, here and from another database (waits up to 75 s)"
