@@ -597,8 +597,13 @@ fn keyed_entity_below_an_unkeyed_one_is_a_colocation_warning() {
         .collect();
     assert_eq!(w.len(), 1, "{:#?}", report.warnings);
     assert_eq!(w[0].path, "$.profile.relationships[0].relationships[0]");
-    assert!(w[0].message.starts_with("\"pets\" carries profile_key but its parent \"households\" does not"));
+    assert!(w[0]
+        .message
+        .starts_with("\"pets\" carries profile_key but its parent \"households\" does not"));
     // Without any profile key, no such warning.
     let plain = check_with(&demo_graph_json(), DEFAULT_MAX_DEPTH);
-    assert!(!plain.warnings.iter().any(|w| w.message.contains("co-located")));
+    assert!(!plain
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("co-located")));
 }
