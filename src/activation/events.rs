@@ -7,7 +7,7 @@ use crate::compile::sql::quote_literal;
 use crate::compile::{Compiled, EntitySelect};
 use crate::graph::catalog::{Catalog, Table};
 use crate::graph::joins::{resolve, ResolvedJoin};
-use crate::graph::model::DataGraph;
+use crate::graph::model::{DataGraph, Entity};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -121,11 +121,12 @@ fn object(pairs: &[(String, String)]) -> String {
         .join(" || ")
 }
 
-fn entity_table<'a>(ctx: &EventCtx<'a>, relationship: &str) -> Option<(&'a Table, String, String)> {
+/// A relationship's entity and its table.
+fn entity_table<'a>(ctx: &EventCtx<'a>, relationship: &str) -> Option<(&'a Table, &'a Entity)> {
     let placed = ctx.graph.relationship(relationship)?;
     let entity = ctx.graph.entity(&placed.rel.related_entity)?;
     let table = ctx.cat.table(&entity.table_ref)?;
-    Some((table, entity.slug.clone(), entity.primary_key.clone()))
+    Some((table, entity))
 }
 
 /// The member's matched entities of a relationship, as a jsonb array of objects with
@@ -135,7 +136,8 @@ fn relationship_array(
     relationship: &str,
     columns: &[String],
 ) -> Option<String> {
-    let (table, entity_slug, pk) = entity_table(ctx, relationship)?;
+    let (table, entity) = entity_table(ctx, relationship)?;
+    let (entity_slug, pk) = (entity.slug.clone(), entity.primary_key.clone());
     let selects: Vec<&EntitySelect> = ctx
         .compiled
         .entity_selects
@@ -247,7 +249,8 @@ fn linked_array(
     selected: &[(String, Vec<String>)],
     depth: usize,
 ) -> Option<String> {
-    let (table, slug, pk) = entity_table(ctx, r)?;
+    let (table, entity) = entity_table(ctx, r)?;
+    let (slug, pk) = (entity.slug.clone(), entity.primary_key.clone());
     let pkc = table.column(&pk)?;
     let path = ctx.graph.path_to(r)?;
     let from = path.iter().position(|s| s == parent)?;
@@ -392,7 +395,8 @@ fn events_sql(
     let mut joins = String::new();
     let mut ent = "'{}'::pg_catalog.jsonb".to_string();
     if let Some(rel) = &entity_rel {
-        if let Some((table, slug, pk)) = entity_table(ctx, rel) {
+        if let Some((table, entity)) = entity_table(ctx, rel) {
+            let (slug, pk) = (entity.slug.clone(), entity.primary_key.clone());
             if let Some(pkc) = table.column(&pk) {
                 joins = format!(
                     " LEFT JOIN {} t ON t.{} = ch.entity_id::{}",
@@ -403,12 +407,7 @@ fn events_sql(
                 // An entity carrying the profile key may be unique only together with
                 // it (as on Citus, where it is also co-located with its profile): the
                 // row is this profile's.
-                let key = ctx
-                    .graph
-                    .relationship(rel)
-                    .and_then(|placed| ctx.graph.entity(&placed.rel.related_entity))
-                    .and_then(|e| e.profile_key.clone())
-                    .and_then(|k| table.column(&k).cloned());
+                let key = entity.profile_key.as_deref().and_then(|k| table.column(k));
                 if let Some(k) = key {
                     if distributed.is_some() {
                         joins.push_str(&format!(" AND t.{} = ch.profile_key", k.quoted));

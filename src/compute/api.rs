@@ -67,15 +67,14 @@ fn compute(key: &str, mode: &str) -> JsonB {
     let compiled =
         compile_checked(&env, &stored.definition, Some(key)).unwrap_or_else(|ps| raise_all(&ps));
     let current = ok_or_raise(crate::sql::schema_0_3());
-    // Entities of the relationships that Entity Added/Removed activations name.
-    let tracked: Vec<String> = ok_or_raise(jsonb_row(
-        "SELECT coalesce(pg_catalog.jsonb_agg(DISTINCT entity), '[]') FROM linked_audiences.activation
-         WHERE audience_id = $1 AND enabled AND entity IS NOT NULL",
-        &[stored.id.into()],
-    ))
-    .and_then(|v| serde_json::from_value(v).ok())
-    .unwrap_or_default();
     let activations = ok_or_raise(crate::activation::api::load_activations(stored.id, None));
+    // Entities of the relationships that enabled Entity Added/Removed activations name.
+    let tracked: Vec<String> = activations
+        .iter()
+        .filter_map(|a| a.entity.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let fingerprint = fingerprint(&compiled, &tracked);
     // On Citus, once la_distribute() ran: the distributed statements, computes in full.
     let distributed = super::distributed::members_distributed();
@@ -190,12 +189,7 @@ fn compute(key: &str, mode: &str) -> JsonB {
             ],
             &args(&params),
         );
-        let members = ok_or_raise(jsonb_row(
-            "SELECT pg_catalog.to_jsonb(pg_catalog.count(*)) FROM linked_audiences.audience_members WHERE audience_id = $1",
-            &[stored.id.into()],
-        ))
-        .and_then(|v| v.as_i64())
-        .unwrap_or(0);
+        let members = stored_members(stored.id);
         (members, json!({"entered": n[0], "exited": n[1]}))
     } else {
         let n = materialize(MEMBERS_TABLE, &members_sql, &compiled.params);
@@ -217,12 +211,7 @@ fn compute(key: &str, mode: &str) -> JsonB {
             members: Some(before),
             ..
         }) => before + entered - exited,
-        Some(_) => ok_or_raise(jsonb_row(
-            "SELECT pg_catalog.to_jsonb(pg_catalog.count(*)) FROM linked_audiences.audience_members WHERE audience_id = $1",
-            &[stored.id.into()],
-        ))
-        .and_then(|v| v.as_i64())
-        .unwrap_or(new_members),
+        Some(_) => stored_members(stored.id),
         None => new_members,
     };
     pgrx::notice!("linked_audiences: {key}: {members} members, {entered} entered, {exited} exited");
@@ -266,9 +255,10 @@ fn compute(key: &str, mode: &str) -> JsonB {
         let mut p = params.clone();
         p.push(ParamValue::Text(rel.clone()));
         let rel_param = format!("${}", p.len());
+        now_tracked.push(rel.clone());
+        let record = !computed_before || was_tracked.contains(rel);
         if distributed {
             use super::distributed as d;
-            let record = !computed_before || was_tracked.contains(rel);
             let [added_sql, removed_sql] =
                 d::entity_changes_sql(&compiled, &selects, &audience, &run_param, &rel_param);
             let [apply_in, apply_out] = d::apply_entities_sql(&audience, &run_param, &rel_param);
@@ -278,7 +268,6 @@ fn compute(key: &str, mode: &str) -> JsonB {
             }
             let n = d::run(&statements, &args(&p));
             let (a, r) = if record { (n[0], n[1]) } else { (0, 0) };
-            now_tracked.push(rel.clone());
             pgrx::notice!("linked_audiences: {key}: {rel}: {a} entities added, {r} removed");
             refresh_stats_if_big("linked_audiences.audience_entities", n[0] + n[1], n[0]);
             added += a;
@@ -290,8 +279,6 @@ fn compute(key: &str, mode: &str) -> JsonB {
             &entity_pairs_sql(&compiled, &selects, &audience, among),
             &params,
         );
-        now_tracked.push(rel.clone());
-        let record = !computed_before || was_tracked.contains(rel);
         let e = ok_or_raise(jsonb_write(
             &entity_diff_sql(
                 PAIRS_TABLE,
@@ -451,6 +438,16 @@ fn outbox_distributed(
     o
 }
 
+/// The number of members stored for an audience.
+fn stored_members(audience_id: i64) -> i64 {
+    ok_or_raise(jsonb_row(
+        "SELECT pg_catalog.to_jsonb(pg_catalog.count(*)) FROM linked_audiences.audience_members WHERE audience_id = $1",
+        &[audience_id.into()],
+    ))
+    .and_then(|v| v.as_i64())
+    .unwrap_or(0)
+}
+
 /// What a compute computed, to know whether the next may continue from it: its query
 /// and parameters, the relationships it tracks, the graph.
 fn fingerprint(compiled: &Compiled, tracked: &[String]) -> String {
@@ -508,16 +505,19 @@ fn incremental_from(
              'same', cp.fingerprint = $2,
              'capture_before', pg_catalog.pg_visible_in_snapshot(c.started_tx, cp.snapshot) OR c.started_tx = cp.tx,
              'pruned', c.pruned_before IS NOT NULL AND pg_catalog.pg_snapshot_xmin(cp.snapshot) < c.pruned_before,
-             'truncated', EXISTS (SELECT 1 FROM linked_audiences.change_log l
-                                  WHERE l.col = '' AND l.tx >= pg_catalog.pg_snapshot_xmin(cp.snapshot)
-                                    AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot)),
-             'pending', EXISTS (SELECT 1 FROM linked_audiences.change_log l
-                                WHERE l.tx >= pg_catalog.pg_snapshot_xmin(cp.snapshot)
-                                  AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot)),
+             'truncated', coalesce(log.truncated, false),
+             'pending', coalesce(log.pending, false),
              'members', (SELECT r.members FROM linked_audiences.audience a
                          JOIN linked_audiences.runs r ON r.id = a.last_run_id WHERE a.id = $1))
          FROM linked_audiences.capture c
-         LEFT JOIN linked_audiences.compute_position cp ON cp.audience_id = $1",
+         LEFT JOIN linked_audiences.compute_position cp ON cp.audience_id = $1
+         -- The log since the position, read once: anything, and a truncate among it.
+         LEFT JOIN LATERAL (
+             SELECT true AS pending, pg_catalog.bool_or(l.col = '') AS truncated
+             FROM linked_audiences.change_log l
+             WHERE l.tx >= pg_catalog.pg_snapshot_xmin(cp.snapshot)
+               AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot)
+             HAVING pg_catalog.count(*) > 0) log ON true",
         &[audience_id.into(), fingerprint.into()],
     )?
     .unwrap_or(Value::Null);
