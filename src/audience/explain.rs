@@ -113,6 +113,18 @@ impl<'a> Explainer<'a> {
         format!("p.{} = {}", self.compiled.profile.pk, self.id_param)
     }
 
+    /// `<profile> p, <the select's rows> WHERE <their conditions> AND <this profile>`:
+    /// the rows of a select reached from the profile explained.
+    fn reached(&self, s: &EntitySelect) -> String {
+        format!(
+            "{t} p, {from} WHERE {w} AND {me}",
+            t = self.compiled.profile.table,
+            from = s.from,
+            w = s.where_sql(),
+            me = self.this_profile()
+        )
+    }
+
     /// Runs a query with the compiled parameters and the profile id bound.
     fn one(&self, sql: &str) -> Result<Value> {
         let mut params = self.compiled.params.clone();
@@ -231,12 +243,9 @@ impl<'a> Explainer<'a> {
                 me = self.this_profile()
             ),
             Some(parent) => format!(
-                "SELECT pg_catalog.to_jsonb(EXISTS (SELECT 1 FROM {t} p, {from} WHERE {w} AND {me} AND ({cond}) IS TRUE))",
-                t = self.compiled.profile.table,
-                from = parent.from,
-                w = parent.where_sql(),
-                me = self.this_profile(),
-                cond = c.condition
+                "SELECT pg_catalog.to_jsonb(EXISTS (SELECT 1 FROM {} AND ({}) IS TRUE))",
+                self.reached(parent),
+                c.condition
             ),
         };
         self.one(&sql)
@@ -254,13 +263,10 @@ impl<'a> Explainer<'a> {
         let c = self.compiled_node(path).expect("found by the caller");
         let keys = self.one(&format!(
             "SELECT coalesce(pg_catalog.jsonb_agg(x.k ORDER BY x.k), '[]') FROM (
-                 SELECT DISTINCT {a}.{pk} AS k FROM {t} p, {from} WHERE {w} AND {me} ORDER BY 1 LIMIT {SHOWN}) x",
+                 SELECT DISTINCT {a}.{pk} AS k FROM {from} ORDER BY 1 LIMIT {SHOWN}) x",
             a = parent.target_alias,
             pk = parent.target_pk,
-            t = self.compiled.profile.table,
-            from = parent.from,
-            w = parent.where_sql(),
-            me = self.this_profile()
+            from = self.reached(parent),
         ))?;
         let mut out = Vec::new();
         for k in keys.as_array().cloned().unwrap_or_default() {
@@ -274,12 +280,9 @@ impl<'a> Explainer<'a> {
                 parent.target_alias, parent.target_pk
             );
             let holds = self.one(&format!(
-                "SELECT pg_catalog.to_jsonb(EXISTS (SELECT 1 FROM {t} p, {from} WHERE {w} AND {me} AND {on_row} AND ({cond}) IS TRUE))",
-                t = self.compiled.profile.table,
-                from = parent.from,
-                w = parent.where_sql(),
-                me = self.this_profile(),
-                cond = c.condition
+                "SELECT pg_catalog.to_jsonb(EXISTS (SELECT 1 FROM {} AND {on_row} AND ({}) IS TRUE))",
+                self.reached(parent),
+                c.condition
             ))?;
             let found = self.rows(rows, Some(&on_row), "ASC", agg)?;
             let mut entry =
@@ -313,13 +316,10 @@ impl<'a> Explainer<'a> {
                     AggFn::CountDistinct => "pg_catalog.count(DISTINCT d.v)".to_string(),
                 };
                 format!(
-                    "(SELECT pg_catalog.to_jsonb({f}) FROM (SELECT DISTINCT ON ({a}.{pk}) {a}.{col} AS v FROM {t} p, {from} WHERE {w} AND {me}{extra}) d)",
+                    "(SELECT pg_catalog.to_jsonb({f}) FROM (SELECT DISTINCT ON ({a}.{pk}) {a}.{col} AS v FROM {from}{extra}) d)",
                     a = s.target_alias,
                     pk = s.target_pk,
-                    t = self.compiled.profile.table,
-                    from = s.from,
-                    w = s.where_sql(),
-                    me = self.this_profile()
+                    from = self.reached(s),
                 )
             }
         };
@@ -335,16 +335,13 @@ impl<'a> Explainer<'a> {
             format!("{}.{}", s.target_alias, s.target_pk)
         };
         self.one(&format!(
-            "WITH r AS (SELECT {distinct}{key} FROM {t} p, {from} WHERE {w} AND {me}{extra})
+            "WITH r AS (SELECT {distinct}{key} FROM {from}{extra})
              SELECT pg_catalog.jsonb_build_object(
                  'count', (SELECT pg_catalog.count(*) FROM r),
                  'rows', coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(x.k) ORDER BY x.k {order})
                                    FROM (SELECT r.{pk} AS k FROM r ORDER BY 1 {order} LIMIT {SHOWN}) x), '[]'),
                  'aggregate', {aggregate})",
-            t = self.compiled.profile.table,
-            from = s.from,
-            w = s.where_sql(),
-            me = self.this_profile(),
+            from = self.reached(s),
             pk = s.target_pk,
         ))
     }

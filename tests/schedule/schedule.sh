@@ -12,8 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/env.sh
 dir=$(la_tmp la-schedule) port=54335
+host=$dir
+source tests/lib.sh   # q: psql on this cluster
 fail() { echo "schedules: $*"; exit 1; }
-q() { "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$port" "$@"; }
 scripts/cluster.sh stop "$dir"
 rm -rf "$dir"
 trap 'scripts/cluster.sh stop "$dir"; rm -rf "$dir"' EXIT
