@@ -142,18 +142,8 @@ impl Api for Braze {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::destinations::test_row as row;
     use serde_json::json;
-
-    fn row(action: &str, mapped: Value) -> Row {
-        Row {
-            id: "id".into(),
-            seq: 1,
-            user: "u".into(),
-            action: action.into(),
-            mapped,
-            attempts: 1,
-        }
-    }
 
     fn braze() -> Braze {
         Braze {

@@ -158,17 +158,7 @@ impl Api for CustomerIo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(action: &str, mapped: Value) -> Row {
-        Row {
-            id: "id".into(),
-            seq: 1,
-            user: "u".into(),
-            action: action.into(),
-            mapped,
-            attempts: 1,
-        }
-    }
+    use crate::destinations::test_row as row;
 
     #[test]
     fn ulid_keeps_the_uuid_bits() {

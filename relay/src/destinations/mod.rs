@@ -245,6 +245,19 @@ pub fn unknown_action(preset: &str, row: &Row) -> String {
     )
 }
 
+/// A claimed row with the given action and body, for the destinations' tests.
+#[cfg(test)]
+pub(crate) fn test_row(action: &str, mapped: Value) -> Row {
+    Row {
+        id: "id".into(),
+        seq: 1,
+        user: "u".into(),
+        action: action.into(),
+        mapped,
+        attempts: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
