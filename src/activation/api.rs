@@ -415,7 +415,6 @@ pub fn load_activations(
 #[search_path(pg_catalog, pg_temp)]
 fn la_preview_event(activation_id: i64, profile_id: default!(Option<String>, "NULL")) -> JsonB {
     use crate::audience::spi::args;
-    use crate::compile::sql::ParamValue;
     let meta = ok_or_raise(jsonb_row(
         "SELECT pg_catalog.jsonb_build_object('audience_id', a.audience_id, 'key', au.key)
          FROM linked_audiences.activation a JOIN linked_audiences.audience au ON au.id = a.audience_id WHERE a.id = $1",
@@ -432,10 +431,9 @@ fn la_preview_event(activation_id: i64, profile_id: default!(Option<String>, "NU
         .into_iter()
         .next()
         .unwrap_or_else(|| raise(&internal("activation vanished")));
-    let mut params = compiled.params.clone();
     // The member: the one asked for, if it is one; else the first.
-    params.push(ParamValue::Text(profile_id.clone().unwrap_or_default()));
-    let pid = format!("${}", params.len());
+    let mut params = compiled.params.clone();
+    let pid = params.text(profile_id.clone().unwrap_or_default());
     let member = ok_or_raise(jsonb_row(
         &format!(
             "SELECT pg_catalog.to_jsonb(m.profile_id) FROM ({}) m WHERE {pid} = '' OR m.profile_id = {pid} ORDER BY m.profile_id LIMIT 1",
@@ -462,23 +460,19 @@ fn la_preview_event(activation_id: i64, profile_id: default!(Option<String>, "NU
             .iter()
             .filter(|s| &s.relationship == rel)
             .collect();
+        let mut p = compiled.params.clone();
+        let pid = p.text(member.clone());
+        let this = format!("p.{}::pg_catalog.text = {pid}", compiled.profile.pk);
         let pairs: Vec<String> = selects
             .iter()
             .map(|s| {
-                format!(
-                    "SELECT {a}.{pk}::pg_catalog.text AS entity_id FROM {t} p, {from} WHERE {w} AND p.{ppk}::pg_catalog.text = {pid}",
-                    a = s.target_alias,
-                    pk = s.target_pk,
-                    t = compiled.profile.table,
-                    from = s.from,
-                    w = s.where_sql(),
-                    ppk = compiled.profile.pk,
+                s.reached(
+                    &compiled.profile,
+                    &format!("{} AS entity_id", s.key_text()),
+                    &this,
                 )
             })
             .collect();
-        let mut p = params.clone();
-        p.pop();
-        p.push(ParamValue::Text(member.clone()));
         entity_id = ok_or_raise(jsonb_row(
             &format!(
                 "SELECT pg_catalog.to_jsonb(u.entity_id) FROM ({}) u ORDER BY 1 LIMIT 1",
@@ -495,15 +489,11 @@ fn la_preview_event(activation_id: i64, profile_id: default!(Option<String>, "NU
             ))
         });
     }
-    params.pop();
-    params.push(ParamValue::Text(member));
-    let pid = format!("${}", params.len());
-    params.push(ParamValue::Text(entity_id));
-    let eid = format!("${}", params.len());
-    params.push(ParamValue::Text(
-        activation.entity.clone().unwrap_or_default(),
-    ));
-    let rel = format!("${}", params.len());
+    let mut params = compiled.params.clone();
+    let pid = params.text(member);
+    let eid = params.text(entity_id);
+    let rel = params.text(activation.entity.clone().unwrap_or_default());
+    let change = params.text(change);
     let ctx = super::events::EventCtx {
         graph: &env.graph,
         cat: &env.cat,
@@ -512,15 +502,15 @@ fn la_preview_event(activation_id: i64, profile_id: default!(Option<String>, "NU
         audience_id,
         run: "NULL",
         version: env!("CARGO_PKG_VERSION"),
+        params: params.into(),
     };
     let sql = format!(
-        "WITH ch AS (SELECT {pid}::pg_catalog.text AS profile_id, {eid}::pg_catalog.text AS entity_id, {change} AS change, {rel}::pg_catalog.text AS relationship),
+        "WITH ch AS (SELECT {pid}::pg_catalog.text AS profile_id, {eid}::pg_catalog.text AS entity_id, {change}::pg_catalog.text AS change, {rel}::pg_catalog.text AS relationship),
          ev AS ({events})
          SELECT pg_catalog.jsonb_build_object('payload', f->'payload', 'action', f->'action', 'mapped', f->'mapped')
          FROM (SELECT linked_audiences.finish_event(ev.preset, ev.payload, {max}) AS f FROM ev) x",
-        change = crate::compile::sql::quote_literal(change),
         events = super::events::activation_events_sql(&ctx, &activation, "ch"),
         max = super::payload::MAX_EVENT_BYTES,
     );
-    JsonB(ok_or_raise(jsonb_row(&sql, &args(&params))).unwrap_or(Value::Null))
+    JsonB(ok_or_raise(jsonb_row(&sql, &args(&ctx.into_params()))).unwrap_or(Value::Null))
 }

@@ -1,15 +1,17 @@
 //! The SQL that turns a run's membership changes into Segment events, one SELECT per
 //! activation, all set-based. Pure: columns come from the catalog snapshot, already
-//! quoted; names and user strings are quoted literals.
+//! quoted; names and user strings are parameters (`EventCtx::value`), after the
+//! compiled query's own.
 
 use super::is_entity_event;
-use crate::compile::sql::quote_literal;
+use crate::compile::sql::Params;
 use crate::compile::{Compiled, EntitySelect};
 use crate::graph::catalog::{Catalog, Table};
 use crate::graph::joins::{resolve, ResolvedJoin};
 use crate::graph::model::{DataGraph, Entity};
 use serde::Deserialize;
 use serde_json::Value;
+use std::cell::RefCell;
 
 /// Entities per relationship array in an event, at most (the size limit cuts further).
 pub const MAX_ENTITIES_PER_ARRAY: usize = 500;
@@ -101,10 +103,30 @@ pub struct EventCtx<'a> {
     /// SQL for the run id (a placeholder, or NULL for previews).
     pub run: &'a str,
     pub version: &'a str,
+    /// The statement's parameters: the compiled query's (its entity selects refer to
+    /// them), the caller's (the run), and the values the event SQL adds.
+    pub params: RefCell<Params>,
+}
+
+impl EventCtx<'_> {
+    /// A text value as a parameter: `$n::pg_catalog.text`.
+    fn value(&self, s: &str) -> String {
+        self.params.borrow_mut().typed(s, "pg_catalog.text")
+    }
+
+    /// A value as a parameter cast to `sql_type`.
+    fn typed(&self, s: &str, sql_type: &str) -> String {
+        self.params.borrow_mut().typed(s, sql_type)
+    }
+
+    /// The parameters to bind when running the SQL built with this context.
+    pub fn into_params(self) -> Params {
+        self.params.into_inner()
+    }
 }
 
 /// `jsonb_build_object` over (key, value SQL) pairs, chunked under the 100-argument limit.
-fn object(pairs: &[(String, String)]) -> String {
+fn object(ctx: &EventCtx<'_>, pairs: &[(String, String)]) -> String {
     if pairs.is_empty() {
         return "'{}'::pg_catalog.jsonb".into();
     }
@@ -113,7 +135,7 @@ fn object(pairs: &[(String, String)]) -> String {
         .map(|c| {
             let args: Vec<String> = c
                 .iter()
-                .map(|(k, v)| format!("{}, {v}", quote_literal(k)))
+                .map(|(k, v)| format!("{}, {v}", ctx.value(k)))
                 .collect();
             format!("pg_catalog.jsonb_build_object({})", args.join(", "))
         })
@@ -160,15 +182,12 @@ fn relationship_array(
                         .map(|col| (c.clone(), format!("{}.{}", s.target_alias, col.quoted)))
                 })
                 .collect();
-            pairs.push(("__entity".into(), quote_literal(&entity_slug)));
-            format!(
-                "SELECT {a}.{pk}::pg_catalog.text AS k, {obj} AS o FROM {from} WHERE {w}",
-                a = s.target_alias,
-                pk = s.target_pk,
-                obj = object(&pairs),
-                from = s.from,
-                w = s.where_sql()
-            )
+            pairs.push(("__entity".into(), ctx.value(&entity_slug)));
+            s.select(&format!(
+                "{} AS k, {} AS o",
+                s.key_text(),
+                object(ctx, &pairs)
+            ))
         })
         .collect();
     Some(format!(
@@ -296,7 +315,7 @@ fn linked_array(
                 .map(|col| (c.clone(), format!("{x}.{}", col.quoted)))
         })
         .collect();
-    pairs.push(("__entity".into(), quote_literal(&slug)));
+    pairs.push(("__entity".into(), ctx.value(&slug)));
     for (d, _) in selected {
         if nesting_parent(ctx, r, d, selected).as_deref() == Some(r) {
             if let Some(sql) = linked_array(ctx, r, &x, d, selected, depth + 1) {
@@ -309,7 +328,7 @@ fn linked_array(
          FROM {t} {x} WHERE {linked} AND {x}.{pkq}::pg_catalog.text IN ({matched}) \
          ORDER BY 1 LIMIT {MAX_ENTITIES_PER_ARRAY}) y)",
         pkq = pkc.quoted,
-        obj = object(&pairs),
+        obj = object(ctx, &pairs),
         t = table.quoted,
     ))
 }
@@ -322,15 +341,7 @@ fn matched_keys(ctx: &EventCtx<'_>, relationship: &str) -> Option<String> {
         .entity_selects
         .iter()
         .filter(|s| s.relationship == relationship)
-        .map(|s| {
-            format!(
-                "SELECT {a}.{pk}::pg_catalog.text FROM {from} WHERE {w}",
-                a = s.target_alias,
-                pk = s.target_pk,
-                from = s.from,
-                w = s.where_sql()
-            )
-        })
+        .map(|s| s.select(&s.key_text()))
         .collect();
     (!parts.is_empty()).then(|| parts.join(" UNION ALL "))
 }
@@ -363,7 +374,7 @@ fn events_sql(
     distributed: Option<&str>,
 ) -> String {
     let c = ctx.compiled;
-    let key = quote_literal(ctx.audience_key);
+    let key = ctx.value(ctx.audience_key);
     let profile_table = ctx
         .graph
         .profile
@@ -431,7 +442,7 @@ fn events_sql(
                             .iter()
                             .filter_map(|n| table.column(n).map(|col| (format!("{rel}__{n}"), format!("t.{}", col.quoted))))
                             .collect();
-                        object(&pairs)
+                        object(ctx, &pairs)
                     }
                     // On Citus a function in FROM must be immutable (to_jsonb of a row
                     // is not): the row's columns, named.
@@ -441,11 +452,11 @@ fn events_sql(
                             .iter()
                             .map(|col| (format!("{rel}__{}", col.name), format!("t.{}", col.quoted)))
                             .collect();
-                        object(&pairs)
+                        object(ctx, &pairs)
                     }
                     None => format!(
                         "(SELECT pg_catalog.jsonb_object_agg({} || j.key, j.value) FROM pg_catalog.jsonb_each(pg_catalog.to_jsonb(t)) j)",
-                        quote_literal(&format!("{rel}__"))
+                        ctx.value(&format!("{rel}__"))
                     ),
                 };
                 let children: Vec<(String, String)> = selected
@@ -459,24 +470,27 @@ fn events_sql(
                     })
                     .collect();
                 if !children.is_empty() {
-                    row = format!("{row} || {}", object(&children));
+                    row = format!("{row} || {}", object(ctx, &children));
                 }
                 ent = format!(
                     "(CASE WHEN t.{pkq} IS NULL THEN pg_catalog.jsonb_build_object({idkey}, ch.entity_id) ELSE {row} END \
                      || pg_catalog.jsonb_build_object('__entity', {slug}))",
                     pkq = pkc.quoted,
-                    idkey = quote_literal(&format!("{rel}__{pk}")),
-                    slug = quote_literal(&slug),
+                    idkey = ctx.value(&format!("{rel}__{pk}")),
+                    slug = ctx.value(&slug),
                 );
             }
         }
     }
-    let changes: Vec<String> = a.changes().iter().map(|s| quote_literal(s)).collect();
+    let changes = ctx.params.borrow_mut().array(
+        a.changes().iter().map(|s| s.to_string()).collect(),
+        "pg_catalog.text",
+    );
     let rel_filter = entity_rel
         .as_ref()
-        .map(|r| format!(" AND ch.relationship = {}", quote_literal(r)))
+        .map(|r| format!(" AND ch.relationship = {}", ctx.value(r)))
         .unwrap_or_default();
-    let name = quote_literal(a.name());
+    let name = ctx.value(a.name());
     let ts = "pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
     // Segment's personas context carries the space and namespace when the destination's
     // settings name them.
@@ -490,17 +504,17 @@ fn events_sql(
         String::new()
     } else {
         format!(
-            " || {}::pg_catalog.jsonb",
-            quote_literal(&Value::Object(space).to_string())
+            " || {}",
+            ctx.typed(&Value::Object(space).to_string(), "pg_catalog.jsonb")
         )
     };
     let context = format!(
         "pg_catalog.jsonb_build_object('personas', pg_catalog.jsonb_build_object('computation_class', 'audience', \
          'computation_key', {key}, 'computation_id', {id}, 'computation_run_id', ({run})::pg_catalog.text){space}, \
          'library', pg_catalog.jsonb_build_object('name', 'linked_audiences', 'version', {ver}))",
-        id = quote_literal(&ctx.audience_id.to_string()),
+        id = ctx.value(&ctx.audience_id.to_string()),
         run = ctx.run,
-        ver = quote_literal(ctx.version),
+        ver = ctx.value(ctx.version),
     );
     let (kind, body) = if a.is_identify() {
         (0, format!("'traits', pg_catalog.jsonb_build_object({key}, e.change = 'entered') || e.traits || e.rels"))
@@ -521,19 +535,19 @@ fn events_sql(
     };
     format!(
         "SELECT e.id, {dest} AS destination, {preset} AS preset, e.user_id, {name} AS event, {kind} AS kind, \
-         {act}::pg_catalog.int8 AS activation_id, e.entity_id, \
+         {act} AS activation_id, e.entity_id, \
          pg_catalog.jsonb_build_object('type', '{ty}', {event_field}'userId', e.user_id, 'messageId', e.id::pg_catalog.text, \
          'timestamp', {ts}, {body}, 'context', {context}) AS payload \
          FROM (SELECT pg_catalog.gen_random_uuid() AS id, coalesce(p.{uid}::pg_catalog.text, ch.profile_id) AS user_id, \
                ch.profile_id, ch.entity_id, ch.change, {traits} AS traits, {rels} AS rels, {ent} AS ent \
                FROM {source} ch LEFT JOIN {pt} p ON p.{pk} = {profile_key}{joins} \
-               WHERE ch.change IN ({changes}){rel_filter}{filter}) e",
-        dest = quote_literal(&a.destination),
-        preset = quote_literal(&a.preset),
-        act = quote_literal(&a.id.to_string()),
+               WHERE ch.change = ANY ({changes}){rel_filter}{filter}) e",
+        dest = ctx.value(&a.destination),
+        preset = ctx.value(&a.preset),
+        act = ctx.typed(&a.id.to_string(), "pg_catalog.int8"),
         uid = c.profile.user_id,
-        traits = object(&traits),
-        rels = object(&rels),
+        traits = object(ctx, &traits),
+        rels = object(ctx, &rels),
         pt = c.profile.table,
         pk = c.profile.pk,
         profile_key = match distributed {
@@ -541,7 +555,6 @@ fn events_sql(
             None => format!("ch.profile_id::{}", c.profile.pk_type),
         },
         filter = distributed.unwrap_or_default(),
-        changes = changes.join(", "),
     )
 }
 
@@ -559,7 +572,10 @@ pub fn outbox_insert_sql(
         .collect();
     // For an activation's first compute with send_existing: every current member as
     // entered, every tracked entity as added, and this run's exits.
-    let existing = format!(
+    let existing = if !activations.iter().any(Activation::sends_existing_now) {
+        String::new()
+    } else {
+        format!(
         "ex AS (
     SELECT m.profile_id, NULL::pg_catalog.text AS entity_id, 'entered'::pg_catalog.text AS change, NULL::pg_catalog.text AS relationship
     FROM linked_audiences.audience_members m WHERE m.audience_id = {aud}
@@ -568,13 +584,10 @@ pub fn outbox_insert_sql(
     FROM linked_audiences.audience_entities e WHERE e.audience_id = {aud}
     UNION ALL
     SELECT c.profile_id, c.entity_id, c.change, c.relationship FROM ch c WHERE c.change = 'exited'),",
-        aud = quote_literal(&ctx.audience_id.to_string()),
-    );
-    let existing = if activations.iter().any(Activation::sends_existing_now) {
-        existing
-    } else {
-        String::new()
+        aud = ctx.typed(&ctx.audience_id.to_string(), "pg_catalog.int8"),
+    )
     };
+
     // Events that may be over the size limit (their jsonb text is never shorter than
     // the compact JSON the limit is about) are fitted and mapped in Rust; the others are
     // mapped in SQL, to the same result.
@@ -611,7 +624,7 @@ SELECT pg_catalog.jsonb_build_object(
         max = super::payload::MAX_EVENT_BYTES,
         action = mapping.0,
         mapped = mapping.1,
-        key = quote_literal(ctx.audience_key),
+        key = ctx.value(ctx.audience_key),
         run = ctx.run,
     )
 }
@@ -692,7 +705,7 @@ SELECT pg_catalog.jsonb_build_object(
         max = super::payload::MAX_EVENT_BYTES,
         action = mapping.0,
         mapped = mapping.1,
-        key = quote_literal(ctx.audience_key),
+        key = ctx.value(ctx.audience_key),
     ));
     out.push(format!(
         "SELECT pg_catalog.pg_notify('linked_audiences_outbox', d.destination) FROM (SELECT DISTINCT destination FROM {EVENTS_TABLE}) d"

@@ -1,7 +1,7 @@
 //! The SQL functions of SPEC section 2. Thin: parse arguments, call the core, report.
 
 use super::spi::{args, compile_checked, load_env, lock_audiences, require, Env};
-use crate::compile::sql::{inline, ParamValue};
+use crate::compile::sql::inline;
 use crate::compile::Compiled;
 use crate::error::{problems_json, Kind, Problem, Result};
 use crate::json::Doc;
@@ -95,10 +95,9 @@ fn preview(compiled: &Compiled, sample: i32) -> Result<Value> {
         &params,
     )?
     .unwrap_or(json!(0));
-    let mut with_limit = compiled.params.clone();
-    with_limit.push(ParamValue::Text(sample.clamp(0, 1000).to_string()));
-    let limit = format!("${}::pg_catalog.int8", with_limit.len());
-    let sample = jsonb_row(&compiled.sample_sql(&limit), &args(&with_limit))?.unwrap_or(json!([]));
+    let mut with_sample = compiled.params.clone();
+    let sql = compiled.sample_sql(&mut with_sample, sample.clamp(0, 1000).into());
+    let sample = jsonb_row(&sql, &args(&with_sample))?.unwrap_or(json!([]));
     Ok(json!({
         "count": count,
         "sample": sample,

@@ -5,7 +5,7 @@
 
 use super::model::{parse, AggFn, Node, NodeKind, RelNode};
 use super::spi::{args, compile_checked, literal_problems, load_env, require, Env};
-use crate::compile::sql::{LiteralCheck, ParamValue};
+use crate::compile::sql::{LiteralCheck, Params};
 use crate::compile::{Compiled, EntitySelect, NodeSql};
 use crate::error::{Kind, Problem, Result};
 use crate::json::Doc;
@@ -91,20 +91,21 @@ struct Explainer<'a> {
     profile_id: &'a str,
     /// `$n` of the profile id, after the compiled parameters.
     id_param: String,
+    /// The compiled parameters, the profile id, and the values added since (bound to
+    /// every query: each sees the ones it refers to).
+    params: std::cell::RefCell<Params>,
 }
 
 impl<'a> Explainer<'a> {
     fn new(env: &'a Env, compiled: &'a Compiled, profile_id: &'a str) -> Self {
-        let id_param = format!(
-            "${}::{}",
-            compiled.params.len() + 1,
-            compiled.profile.pk_type
-        );
+        let mut params = compiled.params.clone();
+        let id_param = params.typed(profile_id, &compiled.profile.pk_type);
         Explainer {
             env,
             compiled,
             profile_id,
             id_param,
+            params: params.into(),
         }
     }
 
@@ -127,9 +128,7 @@ impl<'a> Explainer<'a> {
 
     /// Runs a query with the compiled parameters and the profile id bound.
     fn one(&self, sql: &str) -> Result<Value> {
-        let mut params = self.compiled.params.clone();
-        params.push(ParamValue::Text(self.profile_id.to_string()));
-        Ok(jsonb_row(sql, &args(&params))?.unwrap_or(Value::Null))
+        Ok(jsonb_row(sql, &args(&self.params.borrow()))?.unwrap_or(Value::Null))
     }
 
     fn compiled_node(&self, path: &str) -> Option<&'a NodeSql> {
@@ -274,7 +273,7 @@ impl<'a> Explainer<'a> {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            let lit = crate::compile::sql::quote_literal(&key);
+            let lit = self.params.borrow_mut().typed(key, "pg_catalog.text");
             let on_row = format!(
                 "{}.{}::pg_catalog.text = {lit}",
                 parent.target_alias, parent.target_pk

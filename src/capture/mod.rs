@@ -18,7 +18,7 @@
 
 pub mod api;
 
-use crate::compile::sql::quote_literal;
+use crate::compile::sql::{quote_literal, Params};
 use crate::graph::catalog::{Catalog, Column, Table};
 use crate::graph::joins::{resolve, ResolvedJoin};
 use crate::graph::model::{DataGraph, Placed};
@@ -92,13 +92,13 @@ pub fn plan<'a>(graph: &DataGraph, cat: &'a Catalog) -> Vec<Captured<'a>> {
 
 /// The SQL of the profile ids (as text, as `audience_members` stores them) touched by
 /// the rows of `log` (a relation with columns `relation`, `col`, `value`). Identifier
-/// types of external ids are parameters from `$first_param` on, returned with the SQL.
+/// types of external ids are parameters added to `params`.
 pub fn dirty_profiles_sql(
     graph: &DataGraph,
     cat: &Catalog,
     log: &str,
-    first_param: usize,
-) -> Option<(String, Vec<String>)> {
+    params: &mut Params,
+) -> Option<String> {
     let profile = graph.profile.as_ref()?;
     let pt = cat.table(&profile.table_ref)?;
     let pk = pt.column(&profile.primary_key)?;
@@ -108,8 +108,7 @@ pub fn dirty_profiles_sql(
         log,
         profile: pt,
         pk,
-        params: Vec::new(),
-        first_param,
+        params,
     };
     let mut parts = vec![m.logged(pt, pk)];
     if let Some(ids) = &profile.identifiers {
@@ -131,35 +130,35 @@ pub fn dirty_profiles_sql(
     for placed in graph.relationships() {
         parts.extend(m.relationship(&placed));
     }
-    Some((parts.join("\nUNION\n"), m.params))
+    Some(parts.join("\nUNION\n"))
 }
 
 /// The rows whose timestamps crossed a clock window's boundary between the previous
 /// compute's now() (`then`, a placeholder) and this one's, as change log rows (relation,
 /// col, value) of their link columns: `UNION ALL` branches to append to the log's rows.
-/// The intervals are parameters from `$first_param` on, returned with the SQL.
+/// The intervals are parameters added to `params`.
 pub fn clock_rows_sql(
     graph: &DataGraph,
     cat: &Catalog,
     windows: &[crate::compile::ClockWindow],
     then: &str,
-    first_param: usize,
-) -> (String, Vec<String>) {
+    params: &mut Params,
+) -> String {
     let planned = plan(graph, cat);
     let mut sql = String::new();
-    let mut intervals: Vec<String> = Vec::new();
+    let mut intervals: Vec<(String, String)> = Vec::new();
     for w in windows {
         let Some(c) = planned.iter().find(|c| c.table.quoted == w.table) else {
             continue;
         };
-        let at = match intervals.iter().position(|i| *i == w.interval) {
-            Some(i) => i,
+        let iv = match intervals.iter().find(|(i, _)| *i == w.interval) {
+            Some((_, p)) => p.clone(),
             None => {
-                intervals.push(w.interval.clone());
-                intervals.len() - 1
+                let p = params.typed(w.interval.clone(), "pg_catalog.interval");
+                intervals.push((w.interval.clone(), p.clone()));
+                p
             }
         };
-        let iv = format!("${}::pg_catalog.interval", first_param + at);
         for col in &c.columns {
             let Some(column) = c.table.column(col) else {
                 continue;
@@ -175,7 +174,7 @@ pub fn clock_rows_sql(
             ));
         }
     }
-    (sql, intervals)
+    sql
 }
 
 struct Mapper<'a> {
@@ -184,8 +183,8 @@ struct Mapper<'a> {
     log: &'a str,
     profile: &'a Table,
     pk: &'a Column,
-    params: Vec<String>,
-    first_param: usize,
+    /// The statement's parameters (identifier types are added).
+    params: &'a mut Params,
 }
 
 impl<'a> Mapper<'a> {
@@ -289,14 +288,7 @@ impl<'a> Mapper<'a> {
                     it.column(&ids.type_column)?,
                     it.column(&ids.value_column)?,
                 );
-                let at = match self.params.iter().position(|t| *t == id_type) {
-                    Some(i) => i,
-                    None => {
-                        self.params.push(id_type);
-                        self.params.len() - 1
-                    }
-                };
-                let p = format!("${}::{}", self.first_param + at, ty.value_type());
+                let p = self.params.typed(id_type, ty.value_type());
                 Some(format!(
                     "SELECT i.{key}::{pkt}::pg_catalog.text FROM {it} i WHERE i.{ty} {eq} {p} AND {cond}",
                     key = key.quoted,
@@ -379,12 +371,18 @@ mod tests {
     fn pets_map_up_through_households() {
         let graph = parse(&demo_graph_json()).unwrap();
         let cat = demo_catalog();
-        let (sql, params) = dirty_profiles_sql(&graph, &cat, "lg", 3).unwrap();
+        let mut params = Params::default();
+        params.text("before");
+        params.text("after");
+        let sql = dirty_profiles_sql(&graph, &cat, "lg", &mut params).unwrap();
         assert!(sql.contains(
             "SELECT p.id::pg_catalog.text FROM public.profiles p WHERE p.household_id IN (SELECT x.v::bigint FROM (SELECT t.id::pg_catalog.text FROM public.households t WHERE t.id IN (SELECT x.v::bigint FROM (SELECT l.value FROM lg l WHERE l.relation = 'public.pets' AND l.col = 'household_id') x(v))) x(v))"
         ), "{sql}");
         // The external id's type is a parameter.
-        assert_eq!(params, vec!["email".to_string()]);
+        assert_eq!(
+            params[2],
+            crate::compile::sql::ParamValue::Text("email".into())
+        );
         assert!(sql.contains("i.type = $3::text"), "{sql}");
     }
 }

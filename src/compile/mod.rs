@@ -39,7 +39,7 @@ use crate::graph::joins::{resolve, ResolvedJoin};
 use crate::graph::model::{DataGraph, Entity, Join};
 use crate::names::{hint_for, path_key};
 use serde_json::Value;
-use sql::{LiteralCheck, ParamValue};
+use sql::{LiteralCheck, Params};
 use std::collections::BTreeMap;
 
 mod nodes;
@@ -140,7 +140,7 @@ fn compile_node_with(
     };
     let mut c = Compiler {
         ctx,
-        params: Vec::new(),
+        params: Params::default(),
         checks: Vec::new(),
         problems: Vec::new(),
         aliases: 0,
@@ -197,7 +197,7 @@ fn compile_node_with(
 
 struct Compiler<'a> {
     ctx: &'a Ctx<'a>,
-    params: Vec<ParamValue>,
+    params: Params,
     checks: Vec<LiteralCheck>,
     problems: Vec<Problem>,
     aliases: usize,
@@ -282,20 +282,10 @@ impl<'a> Compiler<'a> {
         format!("{prefix}{}", self.aliases)
     }
 
-    fn param(&mut self, v: ParamValue) -> String {
-        self.params.push(v);
-        format!("${}", self.params.len())
-    }
-
-    fn text_param(&mut self, s: &str) -> String {
-        self.param(ParamValue::Text(s.to_string()))
-    }
-
-    /// `$n::type`: every value is typed in the SQL, so preview (which binds text), the
-    /// displayed SQL (which inlines literals) and compute all compare by the same type.
+    /// `$n::type`: every value is typed in the SQL, so preview, the displayed SQL (which
+    /// inlines literals) and compute all compare by the same type.
     fn typed_param(&mut self, s: &str, sql_type: &str) -> String {
-        let p = self.text_param(s);
-        format!("{p}::{sql_type}")
+        self.params.typed(s, sql_type)
     }
 
     /// A value compared with `column`, typed as the column (see `Column::value_type`).

@@ -233,8 +233,8 @@ impl<'a> Compiler<'a> {
         match e.count.unwrap_or(Count::AtLeast(1)) {
             Count::AtLeast(1) => exists(&from, &anchor, &outer, &conds),
             cnt => {
-                let p = self.text_param(&cnt.threshold().to_string());
-                let having = format!("pg_catalog.count(*) {} {p}::pg_catalog.int8", cnt.sql_op());
+                let p = self.typed_param(&cnt.threshold().to_string(), "pg_catalog.int8");
+                let having = format!("pg_catalog.count(*) {} {p}", cnt.sql_op());
                 let g = self.alias("g");
                 // The whole definition is "at least n such events": the grouped keys are
                 // the members themselves when a foreign key makes each one a profile that

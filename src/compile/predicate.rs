@@ -462,8 +462,7 @@ impl<'a> Compiler<'a> {
             value: text.to_string(),
             sql_type: "interval".into(),
         });
-        let p = self.text_param(text);
-        format!("{p}::pg_catalog.interval")
+        self.typed_param(text, "pg_catalog.interval")
     }
 
     /// An array value for in/not_in, as `$n::type[]`.
@@ -509,8 +508,7 @@ impl<'a> Compiler<'a> {
             }
             texts.push(t);
         }
-        let p = self.param(ParamValue::TextArray(texts));
-        Some(format!("{p}::{}[]", column.value_type()))
+        Some(self.params.array(texts, column.value_type()))
     }
 
     /// A predicate on an event property: typed by the literal; a property of another
@@ -534,9 +532,9 @@ impl<'a> Compiler<'a> {
                 .with_hint("Name properties_column in the graph's events."),
             );
         };
-        let path_param = self.param(ParamValue::TextArray(keys.to_vec()));
+        let path_param = self.params.array(keys.to_vec(), "pg_catalog.text");
         let x = format!(
-            "({}.{}::pg_catalog.jsonb #> {path_param}::pg_catalog.text[])",
+            "({}.{}::pg_catalog.jsonb #> {path_param})",
             row.alias, pc.quoted
         );
         let vp = path_key(&p.path, "value");
@@ -555,14 +553,13 @@ impl<'a> Compiler<'a> {
         // The JSON type and SQL of one literal.
         let lit = |c: &mut Self, v: &Value, path: &str| -> Option<(&'static str, String)> {
             match v {
-                Value::Number(n) => {
-                    let p = c.text_param(&n.to_string());
-                    Some(("number", format!("{p}::pg_catalog.numeric")))
-                }
+                Value::Number(n) => Some((
+                    "number",
+                    c.typed_param(&n.to_string(), "pg_catalog.numeric"),
+                )),
                 Value::String(t) => Some(("string", c.typed_param(t, "pg_catalog.text"))),
                 Value::Bool(b) => {
-                    let p = c.text_param(&b.to_string());
-                    Some(("boolean", format!("{p}::pg_catalog.bool")))
+                    Some(("boolean", c.typed_param(&b.to_string(), "pg_catalog.bool")))
                 }
                 other => {
                     c.problem(Problem::invalid(
@@ -644,14 +641,14 @@ impl<'a> Compiler<'a> {
                         format!("\"{}\" on a property compares with a number", p.op.name()),
                     ));
                 };
-                let v = self.text_param(&n.to_string());
+                let v = self.typed_param(&n.to_string(), "pg_catalog.numeric");
                 let sym = match p.op {
                     Op::Gt => ">",
                     Op::Gte => ">=",
                     Op::Lt => "<",
                     _ => "<=",
                 };
-                compare("number", &format!("{v}::pg_catalog.numeric"), sym)
+                compare("number", &v, sym)
             }
             Op::Between => {
                 let pair = match &value {
@@ -665,9 +662,12 @@ impl<'a> Compiler<'a> {
                         ))
                     }
                 };
-                let lo = self.text_param(&pair[0].to_string());
-                let hi = self.text_param(&pair[1].to_string());
-                typed("number", format!("({x})::pg_catalog.numeric BETWEEN {lo}::pg_catalog.numeric AND {hi}::pg_catalog.numeric"))
+                let lo = self.typed_param(&pair[0].to_string(), "pg_catalog.numeric");
+                let hi = self.typed_param(&pair[1].to_string(), "pg_catalog.numeric");
+                typed(
+                    "number",
+                    format!("({x})::pg_catalog.numeric BETWEEN {lo} AND {hi}"),
+                )
             }
             op => {
                 return self.problem(

@@ -37,6 +37,31 @@ impl EntitySelect {
         all.extend(self.conds.iter().cloned());
         all.join(" AND ")
     }
+
+    /// The row's primary key as text.
+    pub fn key_text(&self) -> String {
+        format!("{}.{}::pg_catalog.text", self.target_alias, self.target_pk)
+    }
+
+    /// `SELECT columns` of the rows, per profile row `p` (a correlated subquery).
+    pub fn select(&self, columns: &str) -> String {
+        format!(
+            "SELECT {columns} FROM {} WHERE {}",
+            self.from,
+            self.where_sql()
+        )
+    }
+
+    /// `SELECT columns` of the rows reached from the profile rows `p` that satisfy
+    /// `cond` (SQL over `p` and the rows).
+    pub fn reached(&self, profile: &ProfileSql, columns: &str, cond: &str) -> String {
+        format!(
+            "SELECT {columns} FROM {} p, {} WHERE {} AND {cond}",
+            profile.table,
+            self.from,
+            self.where_sql()
+        )
+    }
 }
 
 /// One node of the definition as compiled (not those inside referenced audiences),
@@ -63,7 +88,7 @@ pub struct Compiled {
     pub profile: ProfileSql,
     /// Boolean SQL over the profile row `p`.
     pub condition: String,
-    pub params: Vec<ParamValue>,
+    pub params: Params,
     /// Audience keys referenced directly.
     pub depends_on: Vec<String>,
     /// Relationship slugs the definition names.
@@ -121,9 +146,11 @@ impl Compiled {
         )
     }
 
-    /// Up to `limit` members (a parameter placeholder) with their traits and up to ten
-    /// matched entities per relationship, as one jsonb array.
-    pub fn sample_sql(&self, limit: &str) -> String {
+    /// Up to `limit` members with their traits and up to ten matched entities per
+    /// relationship, as one jsonb array; its values are added to `params` (a copy of
+    /// the compiled ones).
+    pub fn sample_sql(&self, params: &mut Params, limit: i64) -> String {
+        let limit = params.typed(limit.to_string(), "pg_catalog.int8");
         let mut by_slug: Vec<(&str, Vec<&EntitySelect>)> = Vec::new();
         for s in &self.entity_selects {
             match by_slug.iter_mut().find(|(k, _)| *k == s.relationship) {
@@ -137,18 +164,16 @@ impl Compiled {
                 let parts: Vec<String> = selects
                     .iter()
                     .map(|s| {
-                        format!(
-                            "SELECT {a}.{pk}::pg_catalog.text AS id, pg_catalog.to_jsonb({a}) AS r FROM {f} WHERE {w}",
-                            a = s.target_alias,
-                            pk = s.target_pk,
-                            f = s.from,
-                            w = s.where_sql()
-                        )
+                        s.select(&format!(
+                            "{} AS id, pg_catalog.to_jsonb({}) AS r",
+                            s.key_text(),
+                            s.target_alias
+                        ))
                     })
                     .collect();
                 format!(
                     "pg_catalog.jsonb_build_object({}, (SELECT coalesce(pg_catalog.jsonb_agg(x.r ORDER BY x.id), '[]') FROM (SELECT DISTINCT ON (u.id) u.id, u.r FROM ({}) u ORDER BY u.id LIMIT 10) x))",
-                    sql::quote_literal(slug),
+                    params.typed(*slug, "pg_catalog.text"),
                     parts.join(" UNION ALL ")
                 )
             })

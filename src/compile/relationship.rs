@@ -143,7 +143,7 @@ impl<'a> Compiler<'a> {
         let mut having = Vec::new();
         let mut empty_holds = true;
         if let Some(cnt) = count {
-            let p = self.text_param(&cnt.threshold().to_string());
+            let p = self.typed_param(&cnt.threshold().to_string(), "pg_catalog.int8");
             // Rows that cannot repeat are counted as they come (a hash aggregate);
             // otherwise distinct primary keys.
             let counted = if chain.may_repeat && !dedupe {
@@ -154,7 +154,7 @@ impl<'a> Compiler<'a> {
             } else {
                 "pg_catalog.count(*)".to_string()
             };
-            having.push(format!("{counted} {} {p}::pg_catalog.int8", cnt.sql_op()));
+            having.push(format!("{counted} {} {p}", cnt.sql_op()));
             empty_holds &= cnt.holds(0);
         }
         if let Some(agg) = &n.aggregate {
@@ -245,11 +245,8 @@ impl<'a> Compiler<'a> {
                     Some((sql, v.as_f64().unwrap_or(0.0)))
                 }
                 (None, Value::Number(n)) => {
-                    let p = s.text_param(&n.to_string());
-                    Some((
-                        format!("{p}::pg_catalog.numeric"),
-                        n.as_f64().unwrap_or(0.0),
-                    ))
+                    let p = s.typed_param(&n.to_string(), "pg_catalog.numeric");
+                    Some((p, n.as_f64().unwrap_or(0.0)))
                 }
                 (None, other) => {
                     s.problem(Problem::invalid(

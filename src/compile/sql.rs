@@ -8,6 +8,45 @@ pub enum ParamValue {
     TextArray(Vec<String>),
 }
 
+/// A statement's parameters, in order. The one place a placeholder `$n` is written:
+/// the compiler numbers the values it compares with, and whoever runs a compiled query
+/// with more values (an audience id, a run id, a profile id) adds them here, after the
+/// compiled ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(Vec<ParamValue>);
+
+impl Params {
+    /// Adds a value; returns its placeholder, `$n`.
+    pub fn push(&mut self, v: ParamValue) -> String {
+        self.0.push(v);
+        format!("${}", self.0.len())
+    }
+
+    /// Adds a text value; returns `$n`.
+    pub fn text(&mut self, s: impl Into<String>) -> String {
+        self.push(ParamValue::Text(s.into()))
+    }
+
+    /// Adds a value passed as text and cast to `sql_type` (a type name from the catalog
+    /// or `pg_catalog`); returns `$n::sql_type`.
+    pub fn typed(&mut self, s: impl Into<String>, sql_type: &str) -> String {
+        format!("{}::{sql_type}", self.text(s))
+    }
+
+    /// Adds an array passed as `text[]` and cast to `elem_type[]`; returns
+    /// `$n::elem_type[]`.
+    pub fn array(&mut self, items: Vec<String>, elem_type: &str) -> String {
+        format!("{}::{elem_type}[]", self.push(ParamValue::TextArray(items)))
+    }
+}
+
+impl std::ops::Deref for Params {
+    type Target = [ParamValue];
+    fn deref(&self) -> &[ParamValue] {
+        &self.0
+    }
+}
+
 /// A literal whose conversion to a column's type Postgres must confirm when the
 /// audience is defined (`'1.5'::bigint` fails there, never mid-compute).
 #[derive(Debug, Clone, PartialEq, Eq)]

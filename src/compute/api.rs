@@ -5,7 +5,7 @@ use super::{
     entity_diff_sql, entity_pairs_sql, membership_diff_sql, DIRTY_TABLE, MEMBERS_TABLE, PAIRS_TABLE,
 };
 use crate::audience::spi::{args, compile_checked, load_env, require};
-use crate::compile::sql::ParamValue;
+use crate::compile::sql::{ParamValue, Params};
 use crate::compile::Compiled;
 use crate::error::Problem;
 use crate::json::Doc;
@@ -115,10 +115,8 @@ fn compute(key: &str, mode: &str) -> JsonB {
     .unwrap_or_default();
 
     let mut params = compiled.params.clone();
-    params.push(ParamValue::Text(stored.id.to_string()));
-    let audience = format!("${}::pg_catalog.int8", params.len());
-    params.push(ParamValue::Text(run.to_string()));
-    let run_param = format!("${}::pg_catalog.int8", params.len());
+    let audience = params.typed(stored.id.to_string(), "pg_catalog.int8");
+    let run_param = params.typed(run.to_string(), "pg_catalog.int8");
 
     // Incremental: the profiles the captured changes since the previous compute touched.
     let among = incremental.then_some(DIRTY_TABLE);
@@ -130,29 +128,25 @@ fn compute(key: &str, mode: &str) -> JsonB {
             at: then,
             ..
         }) => {
-            let (dirty, id_types) =
-                crate::capture::dirty_profiles_sql(&env.graph, &env.cat, "lg", 3)
-                    .unwrap_or_else(|| raise(&internal("no profile table to map changes to")));
-            let mut p = vec![
-                ParamValue::Text(prev.clone()),
-                ParamValue::Text(then.clone()),
-            ];
-            p.extend(id_types.into_iter().map(ParamValue::Text));
-            let (clock, intervals) = crate::capture::clock_rows_sql(
+            let mut p = Params::default();
+            let snapshot = p.typed(prev.clone(), "pg_catalog.pg_snapshot");
+            let then = p.typed(then.clone(), "pg_catalog.timestamptz");
+            let dirty = crate::capture::dirty_profiles_sql(&env.graph, &env.cat, "lg", &mut p)
+                .unwrap_or_else(|| raise(&internal("no profile table to map changes to")));
+            let clock = crate::capture::clock_rows_sql(
                 &env.graph,
                 &env.cat,
                 &compiled.clock,
-                "$2::pg_catalog.timestamptz",
-                p.len() + 1,
+                &then,
+                &mut p,
             );
-            p.extend(intervals.into_iter().map(ParamValue::Text));
             materialize(
                 DIRTY_TABLE,
                 &format!(
                     "WITH lg AS MATERIALIZED (
                          SELECT l.relation, l.col, l.value FROM linked_audiences.change_log l
-                         WHERE l.tx >= pg_catalog.pg_snapshot_xmin($1::pg_catalog.pg_snapshot)
-                           AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, $1::pg_catalog.pg_snapshot){clock})
+                         WHERE l.tx >= pg_catalog.pg_snapshot_xmin({snapshot})
+                           AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, {snapshot}){clock})
                      SELECT DISTINCT d.profile_id FROM ({dirty}) d(profile_id) WHERE d.profile_id IS NOT NULL"
                 ),
                 &p,
@@ -253,8 +247,7 @@ fn compute(key: &str, mode: &str) -> JsonB {
             continue;
         }
         let mut p = params.clone();
-        p.push(ParamValue::Text(rel.clone()));
-        let rel_param = format!("${}", p.len());
+        let rel_param = p.text(rel.clone());
         now_tracked.push(rel.clone());
         let record = !computed_before || was_tracked.contains(rel);
         if distributed {
@@ -335,15 +328,16 @@ fn compute(key: &str, mode: &str) -> JsonB {
             audience_id: stored.id,
             run: &run_param,
             version: env!("CARGO_PKG_VERSION"),
+            params: params.clone().into(),
         };
         let changes = format!(
             "SELECT c.profile_id, c.entity_id, c.change, c.relationship FROM linked_audiences.membership_changes c WHERE c.run_id = {run_param}"
         );
         let o = if distributed {
-            outbox_distributed(&ctx, &activations, &audience, &params)
+            outbox_distributed(ctx, &activations, &audience)
         } else {
             let sql = crate::activation::events::outbox_insert_sql(&ctx, &activations, &changes);
-            ok_or_raise(jsonb_write(&sql, &args(&params))).unwrap_or(Value::Null)
+            ok_or_raise(jsonb_write(&sql, &args(&ctx.into_params()))).unwrap_or(Value::Null)
         };
         events_written = o["written"].as_i64().unwrap_or(0);
         truncated = o["truncated"].as_i64().unwrap_or(0);
@@ -414,13 +408,13 @@ fn compute(key: &str, mode: &str) -> JsonB {
 /// the events are collected in a temporary table (replacing the one a previous compute
 /// of this transaction left), then written and notified on the coordinator.
 fn outbox_distributed(
-    ctx: &crate::activation::events::EventCtx<'_>,
+    ctx: crate::activation::events::EventCtx<'_>,
     activations: &[crate::activation::events::Activation],
     audience: &str,
-    params: &[ParamValue],
 ) -> Value {
     use crate::activation::events::{outbox_insert_distributed, EVENTS_TABLE};
-    let mut statements = outbox_insert_distributed(ctx, activations, audience);
+    let mut statements = outbox_insert_distributed(&ctx, activations, audience);
+    let params = ctx.into_params();
     let left_over = ok_or_raise(jsonb_row(
         "SELECT pg_catalog.to_jsonb(pg_catalog.to_regclass($1) IS NOT NULL)",
         &[EVENTS_TABLE.into()],
@@ -432,8 +426,8 @@ fn outbox_distributed(
     ok_or_raise(Spi::run(&create).map_err(internal));
     let notify = statements.pop().unwrap_or_default();
     let write = statements.pop().unwrap_or_default();
-    super::distributed::run(&statements, &args(params));
-    let o = ok_or_raise(jsonb_write(&write, &args(params))).unwrap_or(Value::Null);
+    super::distributed::run(&statements, &args(&params));
+    let o = ok_or_raise(jsonb_write(&write, &args(&params))).unwrap_or(Value::Null);
     ok_or_raise(Spi::run(&notify).map_err(internal));
     o
 }

@@ -86,20 +86,20 @@ WHERE m.audience_id = {audience}
 /// The (profile, entity) pairs of one relationship for the current members:
 /// `profile_key` (the distribution column, first), `profile_id`, `entity_id`.
 fn pairs_sql(c: &Compiled, selects: &[&EntitySelect], audience: &str) -> String {
+    let pk = &c.profile.pk;
     let parts: Vec<String> = selects
         .iter()
         .map(|s| {
-            format!(
-                "SELECT DISTINCT p.{pk} AS profile_key, p.{pk}::pg_catalog.text AS profile_id, {t}.{tpk}::pg_catalog.text AS entity_id
-    FROM {profile} p, {from}
-    WHERE {w} AND EXISTS (SELECT 1 FROM linked_audiences.audience_members m
-                          WHERE m.audience_id = {audience} AND m.profile_key = p.{pk})",
-                pk = c.profile.pk,
-                t = s.target_alias,
-                tpk = s.target_pk,
-                profile = c.profile.table,
-                from = s.from,
-                w = s.where_sql(),
+            s.reached(
+                &c.profile,
+                &format!(
+                    "DISTINCT p.{pk} AS profile_key, p.{pk}::pg_catalog.text AS profile_id, {} AS entity_id",
+                    s.key_text()
+                ),
+                &format!(
+                    "EXISTS (SELECT 1 FROM linked_audiences.audience_members m \
+                     WHERE m.audience_id = {audience} AND m.profile_key = p.{pk})"
+                ),
             )
         })
         .collect();
@@ -121,15 +121,12 @@ pub fn entity_changes_sql(
     let matched: Vec<String> = selects
         .iter()
         .map(|s| {
-            format!(
-                "EXISTS (SELECT 1 FROM {profile} p, {from} WHERE {w} AND p.{pk} = e.profile_key AND {t}.{tpk}::pg_catalog.text = e.entity_id)",
-                pk = c.profile.pk,
-                t = s.target_alias,
-                tpk = s.target_pk,
-                profile = c.profile.table,
-                from = s.from,
-                w = s.where_sql(),
-            )
+            let on = format!(
+                "p.{} = e.profile_key AND {} = e.entity_id",
+                c.profile.pk,
+                s.key_text()
+            );
+            format!("EXISTS ({})", s.reached(&c.profile, "1", &on))
         })
         .collect();
     [

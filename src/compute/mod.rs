@@ -80,20 +80,20 @@ pub fn entity_pairs_sql(
             )
         })
         .unwrap_or_default();
+    let pk = &c.profile.pk;
     let parts: Vec<String> = selects
         .iter()
         .map(|s| {
-            format!(
-                "SELECT p.{pk}::pg_catalog.text AS profile_id, {t}.{tpk}::pg_catalog.text AS entity_id
-    FROM {profile} p, {from}
-    WHERE {w}{only} AND EXISTS (SELECT 1 FROM linked_audiences.audience_members m
-                          WHERE m.audience_id = {audience} AND m.profile_id = p.{pk}::pg_catalog.text)",
-                pk = c.profile.pk,
-                t = s.target_alias,
-                tpk = s.target_pk,
-                profile = c.profile.table,
-                from = s.from,
-                w = s.where_sql(),
+            s.reached(
+                &c.profile,
+                &format!(
+                    "p.{pk}::pg_catalog.text AS profile_id, {} AS entity_id",
+                    s.key_text()
+                ),
+                &format!(
+                    "EXISTS (SELECT 1 FROM linked_audiences.audience_members m \
+                     WHERE m.audience_id = {audience} AND m.profile_id = p.{pk}::pg_catalog.text){only}"
+                ),
             )
         })
         .collect();
