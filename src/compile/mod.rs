@@ -127,10 +127,9 @@ fn compile_node_with(
             format!("the profile table \"{}\" does not exist", profile.table_ref),
         )]);
     };
-    let col = |name: &str| table.column(name).map(|c| c.quoted.clone());
     let (Some(pk), Some(user_id)) = (
-        col(&profile.primary_key),
-        col(profile.user_id.as_deref().unwrap_or(&profile.primary_key)),
+        table.column(&profile.primary_key),
+        table.column(profile.user_id.as_deref().unwrap_or(&profile.primary_key)),
     ) else {
         return Err(vec![Problem::new(
             Kind::UndefinedColumn,
@@ -168,18 +167,16 @@ fn compile_node_with(
     }];
     let condition = c.node(node, &scope);
     c.unreadable_tables();
-    if !c.problems.is_empty() {
-        return Err(c.problems);
-    }
+    let condition = match condition {
+        Ok(sql) if c.problems.is_empty() => sql,
+        _ => return Err(c.problems),
+    };
     Ok(Compiled {
         profile: ProfileSql {
             table: table.quoted.clone(),
-            pk,
-            pk_type: table
-                .column(&profile.primary_key)
-                .map(|c| c.value_type().to_string())
-                .unwrap_or_default(),
-            user_id,
+            pk: pk.quoted.clone(),
+            pk_type: pk.value_type().to_string(),
+            user_id: user_id.quoted.clone(),
         },
         condition,
         params: c.params,
@@ -228,12 +225,50 @@ struct Compiler<'a> {
     direct: Option<String>,
 }
 
-const FALSE: &str = "false";
+/// Proof that a problem was recorded: only `record` makes one, so a node cannot fail
+/// without saying why.
+mod recorded {
+    use crate::error::Problem;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Recorded(());
+
+    pub fn record(problems: &mut Vec<Problem>, p: Problem) -> Recorded {
+        problems.push(p);
+        Recorded(())
+    }
+}
+use recorded::Recorded;
+
+/// A node's SQL, or `Recorded` when it has a problem (compiling goes on with the other
+/// nodes, so that every problem of a definition is reported at once).
+type Sql = Result<String, Recorded>;
+
+/// Every result, or `Recorded` when one failed (after all were tried).
+fn all_of(parts: Vec<Sql>) -> Result<Vec<String>, Recorded> {
+    parts.into_iter().collect()
+}
 
 impl<'a> Compiler<'a> {
-    fn problem(&mut self, p: Problem) -> String {
-        self.problems.push(p);
-        FALSE.to_string()
+    fn problem(&mut self, p: Problem) -> Recorded {
+        recorded::record(&mut self.problems, p)
+    }
+
+    /// A graph lookup that validation guarantees (the graph was validated against this
+    /// catalog snapshot); a miss is our bug, reported at `at`.
+    fn found<T>(&mut self, v: Option<T>, at: &str, what: &str) -> Result<T, Recorded> {
+        v.ok_or_else(|| self.missing(at, what))
+    }
+
+    /// The problem of a lookup that validation guarantees and that missed.
+    fn missing(&mut self, at: &str, what: &str) -> Recorded {
+        self.problem(Problem::new(
+            Kind::Internal,
+            at,
+            format!(
+                "linked_audiences internal error: {what} is missing from the validated Data Graph"
+            ),
+        ))
     }
 
     /// Notes a comparison of `table.column` with `now()` minus `interval`.

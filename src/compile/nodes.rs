@@ -3,12 +3,12 @@
 use super::*;
 
 impl<'a> Compiler<'a> {
-    pub(super) fn node(&mut self, n: &Node, scope: &[Row<'a>]) -> String {
-        let sql = self.node_body(n, scope);
+    pub(super) fn node(&mut self, n: &Node, scope: &[Row<'a>]) -> Sql {
+        let sql = self.node_body(n, scope)?;
         if !matches!(n.kind, NodeKind::Relationship(_) | NodeKind::Event(_)) {
             self.record(&n.path, &sql);
         }
-        sql
+        Ok(sql)
     }
 
     /// Notes a node's condition (and the rows of a relationship or event node just
@@ -31,8 +31,8 @@ impl<'a> Compiler<'a> {
         });
     }
 
-    pub(super) fn node_body(&mut self, n: &Node, scope: &[Row<'a>]) -> String {
-        match &n.kind {
+    pub(super) fn node_body(&mut self, n: &Node, scope: &[Row<'a>]) -> Sql {
+        Ok(match &n.kind {
             NodeKind::All(items) | NodeKind::Any(items) => {
                 let (joiner, empty) = if matches!(n.kind, NodeKind::All(_)) {
                     (" AND ", "true")
@@ -40,35 +40,35 @@ impl<'a> Compiler<'a> {
                     (" OR ", "false")
                 };
                 if items.is_empty() {
-                    return empty.to_string();
+                    return Ok(empty.to_string());
                 }
-                let parts: Vec<String> = items.iter().map(|c| self.node(c, scope)).collect();
+                let parts = all_of(items.iter().map(|c| self.node(c, scope)).collect())?;
                 format!("({})", parts.join(joiner))
             }
-            NodeKind::Not(inner) => format!("({}) IS NOT TRUE", self.node(inner, scope)),
+            NodeKind::Not(inner) => format!("({}) IS NOT TRUE", self.node(inner, scope)?),
             NodeKind::Trait(pred) => {
                 let row = scope[0].clone();
-                self.predicate(pred, &row, &scope[..1], "trait")
+                self.predicate(pred, &row, &scope[..1], "trait")?
             }
             NodeKind::Audience { key, member } => {
-                let cond = self.audience(key, &n.path, scope);
+                let cond = self.audience(key, &n.path, scope)?;
                 if *member {
                     cond
                 } else {
                     format!("({cond}) IS NOT TRUE")
                 }
             }
-            NodeKind::Relationship(r) => self.rel_node(r, scope, None),
-            NodeKind::Event(e) => self.event(e, scope),
-        }
+            NodeKind::Relationship(r) => self.rel_node(r, scope, None)?,
+            NodeKind::Event(e) => self.event(e, scope)?,
+        })
     }
 
-    pub(super) fn audience(&mut self, key: &str, path: &str, scope: &[Row<'a>]) -> String {
+    pub(super) fn audience(&mut self, key: &str, path: &str, scope: &[Row<'a>]) -> Sql {
         let at = path_key(path, "audience");
         if let Some(i) = self.stack.iter().position(|k| k == key) {
             let mut cycle: Vec<&str> = self.stack[i..].iter().map(String::as_str).collect();
             cycle.push(key);
-            return self.problem(
+            return Err(self.problem(
                 Problem::invalid(
                     at,
                     format!(
@@ -77,7 +77,7 @@ impl<'a> Compiler<'a> {
                     ),
                 )
                 .with_hint("Audience references must form a DAG."),
-            );
+            ));
         }
         let Some(def) = self.ctx.audiences.get(key) else {
             let hint = hint_for(
@@ -85,10 +85,10 @@ impl<'a> Compiler<'a> {
                 self.ctx.audiences.keys().map(String::as_str),
                 "audiences",
             );
-            return self.problem(
+            return Err(self.problem(
                 Problem::invalid(at, format!("audience \"{key}\" does not exist"))
                     .with_opt_hint(hint),
-            );
+            ));
         };
         if self.stack.len() <= 1 && !self.depends_on.iter().any(|k| k == key) {
             self.depends_on.push(key.to_string());
@@ -96,13 +96,13 @@ impl<'a> Compiler<'a> {
         let node = match parse(def) {
             Ok(n) => n,
             Err(ps) => {
-                return self.problem(Problem::invalid(
+                return Err(self.problem(Problem::invalid(
                     at,
                     format!(
                         "audience \"{key}\" does not parse: {}",
                         ps[0].full_message()
                     ),
-                ))
+                )))
             }
         };
         let before = self.problems.len();
@@ -117,12 +117,12 @@ impl<'a> Compiler<'a> {
             // audience's own problem.
             if let Some(cycle) = inner.iter().find(|p| p.message.starts_with("cycle:")) {
                 let msg = cycle.message.clone();
-                return self.problem(
+                return Err(self.problem(
                     Problem::invalid(path_key(path, "audience"), msg)
                         .with_hint("Audience references must form a DAG."),
-                );
+                ));
             }
-            return self.problem(
+            return Err(self.problem(
                 Problem::invalid(
                     at,
                     format!(
@@ -131,51 +131,50 @@ impl<'a> Compiler<'a> {
                     ),
                 )
                 .with_opt_hint(inner[0].hint.clone()),
-            );
+            ));
         }
-        format!("({cond})")
+        Ok(format!("({})", cond?))
     }
 
-    pub(super) fn event(&mut self, e: &EventNode, scope: &[Row<'a>]) -> String {
+    pub(super) fn event(&mut self, e: &EventNode, scope: &[Row<'a>]) -> Sql {
         self.pending = None;
-        let sql = self.event_body(e, scope);
+        let sql = self.event_body(e, scope)?;
         self.record(&e.path, &sql);
-        sql
+        Ok(sql)
     }
 
-    pub(super) fn event_body(&mut self, e: &EventNode, scope: &[Row<'a>]) -> String {
+    pub(super) fn event_body(&mut self, e: &EventNode, scope: &[Row<'a>]) -> Sql {
         let top = std::mem::take(&mut self.top_event);
         let at = path_key(&e.path, "event");
         let graph = self.ctx.graph;
         let Some(ev) = graph.events.as_ref() else {
-            return self.problem(
+            return Err(self.problem(
                 Problem::new(
                     Kind::NotInPrerequisiteState,
                     at,
                     "the Data Graph has no event source",
                 )
                 .with_hint("Add \"events\" to the graph or call la_register_event_source."),
-            );
+            ));
         };
-        let Some(table) = self.ctx.cat.table(&ev.table_ref) else {
-            return FALSE.into();
-        };
+        let table = self.found(self.ctx.cat.table(&ev.table_ref), &at, "the events table")?;
         self.read(at.to_string(), table);
         let col = |name: &str| table.column(name).map(|c| c.quoted.clone());
-        let (Some(key), Some(name_col), Some(ts)) = (
+        let (key, name_col, ts) = match (
             col(&ev.profile_key),
             col(&ev.name_column),
             col(&ev.timestamp_column),
-        ) else {
-            return FALSE.into();
+        ) {
+            (Some(k), Some(n), Some(t)) => (k, n, t),
+            _ => return Err(self.missing(&at, "a column of the events table")),
         };
         let profile = &scope[0];
         let pk = graph
             .profile
             .as_ref()
             .and_then(|p| profile.table.column(&p.primary_key))
-            .map(|c| c.quoted.clone())
-            .unwrap_or_default();
+            .map(|c| c.quoted.clone());
+        let pk = self.found(pk, &at, "the profile's primary key")?;
         let alias = self.alias("e");
         let row = Row {
             slug: "events".into(),
@@ -212,7 +211,7 @@ impl<'a> Compiler<'a> {
             conds.push(cond);
         }
         if let Some(f) = &e.filter {
-            let w = self.filter(f, &row, &scope[..1]);
+            let w = self.filter(f, &row, &scope[..1])?;
             conds.push(w);
         }
         let from = format!("{} {alias}", table.quoted);
@@ -230,7 +229,7 @@ impl<'a> Compiler<'a> {
             },
             None,
         ));
-        match e.count.unwrap_or(Count::AtLeast(1)) {
+        Ok(match e.count.unwrap_or(Count::AtLeast(1)) {
             Count::AtLeast(1) => exists(&from, &anchor, &outer, &conds),
             cnt => {
                 let p = self.typed_param(&cnt.threshold().to_string(), "pg_catalog.int8");
@@ -262,10 +261,10 @@ impl<'a> Compiler<'a> {
                     }
                 }
                 if self.strategy == Strategy::PerProfile {
-                    return per_profile(&from, &anchor, &outer, &conds, &having);
+                    return Ok(per_profile(&from, &anchor, &outer, &conds, &having));
                 }
                 grouped(&from, &anchor, &outer, &conds, &having, cnt.holds(0), &g)
             }
-        }
+        })
     }
 }

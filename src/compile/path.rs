@@ -98,7 +98,12 @@ pub(super) fn profile_key_name(graph: &DataGraph, row: &Row<'_>) -> Option<Strin
 
 impl<'a> Compiler<'a> {
     /// The relationship rows below the scope row down to `slug`.
-    pub(super) fn hops(&mut self, slug: &str, at: &str, scope: &[Row<'a>]) -> Option<Vec<String>> {
+    pub(super) fn hops(
+        &mut self,
+        slug: &str,
+        at: &str,
+        scope: &[Row<'a>],
+    ) -> Result<Vec<String>, Recorded> {
         let graph = self.ctx.graph;
         let current = scope.last().expect("scope has the profile");
         let Some(full) = graph.path_to(slug) else {
@@ -108,16 +113,16 @@ impl<'a> Compiler<'a> {
                 .map(|p| p.rel.slug.clone())
                 .collect();
             let hint = hint_for(slug, all.iter().map(String::as_str), "relationships");
-            self.problem(
+            return Err(self.problem(
                 Problem::invalid(at, format!("relationship \"{slug}\" does not exist"))
                     .with_opt_hint(hint),
-            );
-            return None;
+            ));
         };
         let base = if current.entity.is_none() {
             Vec::new()
         } else {
-            graph.path_to(&current.slug).unwrap_or_default()
+            let path = graph.path_to(&current.slug);
+            self.found(path, at, "the enclosing relationship's path")?
         };
         if full.len() <= base.len() || full[..base.len()] != base[..] {
             let below: Vec<String> = graph
@@ -139,20 +144,35 @@ impl<'a> Compiler<'a> {
                     below.join(", ")
                 )
             };
-            self.problem(
+            return Err(self.problem(
                 Problem::invalid(
                     at,
                     format!("relationship \"{slug}\" is not below \"{}\"", current.slug),
                 )
                 .with_hint(hint),
-            );
-            return None;
+            ));
         }
-        Some(full[base.len()..].to_vec())
+        Ok(full[base.len()..].to_vec())
     }
 
-    /// Builds the joins for `hops` starting at the scope row.
-    pub(super) fn chain(&mut self, hops: &[String], scope: &[Row<'a>]) -> Option<Chain<'a>> {
+    /// Builds the joins for `hops` starting at the scope row (for the node at `at`).
+    pub(super) fn chain(
+        &mut self,
+        hops: &[String],
+        scope: &[Row<'a>],
+        at: &str,
+    ) -> Result<Chain<'a>, Recorded> {
+        let chain = self.joins(hops, scope);
+        self.found(
+            chain,
+            at,
+            "a table, column or join of this relationship's path",
+        )
+    }
+
+    /// The joins of `chain`; `None` when the graph and the catalog snapshot disagree,
+    /// which validation rules out.
+    fn joins(&mut self, hops: &[String], scope: &[Row<'a>]) -> Option<Chain<'a>> {
         let graph = self.ctx.graph;
         let cat = self.ctx.cat;
         let mut from = String::new();
@@ -164,13 +184,6 @@ impl<'a> Compiler<'a> {
         let mut short: Option<Short> = None;
         // The first hop's join columns, when it is a direct join: (parent's, its own).
         let mut first_direct: Option<(String, String)> = None;
-        let internal = |what: String| {
-            Problem::new(
-                Kind::Internal,
-                "$",
-                format!("linked_audiences internal error: {what}"),
-            )
-        };
         // Co-location: on each hop where both sides carry a profile key (the profile's
         // primary key for the profile, `profile_key` for entities and junctions), the
         // keys are equated too: Citus joins distributed tables only on their
@@ -178,13 +191,7 @@ impl<'a> Compiler<'a> {
         for (i, slug) in hops.iter().enumerate() {
             let placed = graph.relationship(slug)?;
             let entity = graph.entity(&placed.rel.related_entity)?;
-            let Some(table) = cat.table(&entity.table_ref) else {
-                self.problems.push(internal(format!(
-                    "table {} of entity {} missing",
-                    entity.table_ref, entity.slug
-                )));
-                return None;
-            };
+            let table = cat.table(&entity.table_ref)?;
             tables.push(table);
             let alias = self.alias("r");
             let parent = if i == 0 {
@@ -192,13 +199,7 @@ impl<'a> Compiler<'a> {
             } else {
                 rows[i - 1].clone()
             };
-            let join = match resolve(&placed) {
-                Ok(j) => j,
-                Err(e) => {
-                    self.problems.push(internal(e.message));
-                    return None;
-                }
-            };
+            let join = resolve(&placed).ok()?;
             let col = |t: &Table, name: &str| t.column(name).map(|c| c.quoted.clone());
             let mut on: Vec<String> = Vec::new();
             let mut piece = String::new();

@@ -63,8 +63,8 @@ pub(super) fn number_text(n: &serde_json::Number) -> String {
 }
 
 impl<'a> Compiler<'a> {
-    pub(super) fn filter(&mut self, f: &Filter, row: &Row<'a>, ancestors: &[Row<'a>]) -> String {
-        match f {
+    pub(super) fn filter(&mut self, f: &Filter, row: &Row<'a>, ancestors: &[Row<'a>]) -> Sql {
+        Ok(match f {
             Filter::All(items) | Filter::Any(items) => {
                 let (joiner, empty) = if matches!(f, Filter::All(_)) {
                     (" AND ", "true")
@@ -72,17 +72,17 @@ impl<'a> Compiler<'a> {
                     (" OR ", "false")
                 };
                 if items.is_empty() {
-                    return empty.into();
+                    return Ok(empty.into());
                 }
-                let parts: Vec<String> = items
+                let parts = items
                     .iter()
                     .map(|i| self.filter(i, row, ancestors))
                     .collect();
-                format!("({})", parts.join(joiner))
+                format!("({})", all_of(parts)?.join(joiner))
             }
-            Filter::Not(inner) => format!("({}) IS NOT TRUE", self.filter(inner, row, ancestors)),
-            Filter::Pred(p) => self.predicate(p, row, ancestors, "column"),
-        }
+            Filter::Not(inner) => format!("({}) IS NOT TRUE", self.filter(inner, row, ancestors)?),
+            Filter::Pred(p) => self.predicate(p, row, ancestors, "column")?,
+        })
     }
 
     pub(super) fn predicate(
@@ -91,7 +91,7 @@ impl<'a> Compiler<'a> {
         row: &Row<'a>,
         ancestors: &[Row<'a>],
         subject_key: &str,
-    ) -> String {
+    ) -> Sql {
         let name = match &p.subject {
             Subject::Property(path) => return self.property(p, path, row),
             Subject::Column(name) => name,
@@ -121,12 +121,14 @@ impl<'a> Compiler<'a> {
                 )
             };
             let hint = hint_for(name, row.table.column_names(), &what);
-            return self.problem(Problem::new(Kind::UndefinedColumn, sp, msg).with_opt_hint(hint));
+            return Err(
+                self.problem(Problem::new(Kind::UndefinedColumn, sp, msg).with_opt_hint(hint))
+            );
         };
         let cls = class(&column);
         let allowed = ops_for(cls);
         if !allowed.contains(&p.op) {
-            return self.problem(
+            return Err(self.problem(
                 Problem::invalid(
                     path_key(&p.path, "op"),
                     format!(
@@ -141,16 +143,16 @@ impl<'a> Compiler<'a> {
                     column.type_name,
                     op_names(&allowed)
                 )),
-            );
+            ));
         }
         if p.case_insensitive && cls != Class::Text {
-            return self.problem(Problem::invalid(
+            return Err(self.problem(Problem::invalid(
                 path_key(&p.path, "case_insensitive"),
                 format!(
                     "case_insensitive applies to text columns, and \"{}\" is {}",
                     column.name, column.type_name
                 ),
-            ));
+            )));
         }
         let e = format!("{}.{}", row.alias, column.quoted);
         let ci = p.case_insensitive;
@@ -171,13 +173,11 @@ impl<'a> Compiler<'a> {
                 column.op(name)
             }
         };
-        match p.op {
+        Ok(match p.op {
             Op::IsNull => format!("({e} IS NULL)"),
             Op::IsNotNull => format!("({e} IS NOT NULL)"),
             Op::In | Op::NotIn => {
-                let Some(list) = self.list(p.value.as_ref(), &column, cls, &vp) else {
-                    return FALSE.into();
-                };
+                let list = self.list(p.value.as_ref(), &column, cls, &vp)?;
                 let cond = if ci {
                     format!(
                         "{} = ANY (SELECT pg_catalog.lower(x) FROM pg_catalog.unnest({list}) x)",
@@ -198,27 +198,26 @@ impl<'a> Compiler<'a> {
                     .as_ref()
                     .filter(|v| matches!(v, Operand::Literal(Value::Array(a)) if a.len() == 2))
                 else {
-                    return self.problem(Problem::invalid(
+                    return Err(self.problem(Problem::invalid(
                         vp,
                         "between takes a two-element array [low, high]",
-                    ));
+                    )));
                 };
                 let lo = self.literal(&pair[0], &column, cls, &format!("{vp}[0]"));
                 let hi = self.literal(&pair[1], &column, cls, &format!("{vp}[1]"));
-                match (lo, hi) {
-                    (Some(lo), Some(hi)) if column.has_own_op(">=") || column.has_own_op("<=") => {
-                        format!("({e} {} {lo} AND {e} {} {hi})", sym(">="), sym("<="))
-                    }
-                    (Some(lo), Some(hi)) => format!("({e} BETWEEN {lo} AND {hi})"),
-                    _ => FALSE.into(),
+                let (lo, hi) = (lo?, hi?);
+                if column.has_own_op(">=") || column.has_own_op("<=") {
+                    format!("({e} {} {lo} AND {e} {} {hi})", sym(">="), sym("<="))
+                } else {
+                    format!("({e} BETWEEN {lo} AND {hi})")
                 }
             }
             Op::WithinLast | Op::NotWithinLast => {
                 let Some(Operand::Literal(Value::String(i))) = &p.value else {
-                    return self.problem(Problem::invalid(
+                    return Err(self.problem(Problem::invalid(
                         vp,
                         "expected an interval such as \"30 days\"",
-                    ));
+                    )));
                 };
                 let iv = self.interval(i, &vp);
                 self.clock(row.table, &column.quoted, i);
@@ -244,11 +243,7 @@ impl<'a> Compiler<'a> {
                 };
                 let v = match text_value {
                     Some(v) => v,
-                    None => match self.operand(p.value.as_ref(), &column, cls, &vp, row, ancestors)
-                    {
-                        Some(v) => v,
-                        None => return FALSE.into(),
-                    },
+                    None => self.operand(p.value.as_ref(), &column, cls, &vp, row, ancestors)?,
                 };
                 let (l, r) = (low(&e), low(&v));
                 let own_eq = !ci && column.has_own_op("=");
@@ -270,7 +265,7 @@ impl<'a> Compiler<'a> {
                     _ => unreachable!("handled above"),
                 }
             }
-        }
+        })
     }
 
     /// `contains`, `not_contains`, `starts_with`, `ends_with` on a text column `e`
@@ -330,8 +325,11 @@ impl<'a> Compiler<'a> {
         path: &str,
         row: &Row<'a>,
         ancestors: &[Row<'a>],
-    ) -> Option<String> {
-        match v? {
+    ) -> Result<String, Recorded> {
+        let Some(v) = v else {
+            return Err(self.problem(Problem::invalid(path, "expected a value")));
+        };
+        match v {
             Operand::Literal(v) => self.literal(v, column, cls, path),
             Operand::Ref {
                 path,
@@ -358,11 +356,10 @@ impl<'a> Compiler<'a> {
                             .collect::<Vec<_>>()
                             .join(", ")
                     );
-                    self.problem(
+                    return Err(self.problem(
                         Problem::invalid(path.as_str(), format!("\"{owner}\" is not the profile or an ancestor relationship of this row"))
                             .with_hint(hint),
-                    );
-                    return None;
+                    ));
                 };
                 let Some(c) = target.table.column(rc) else {
                     let hint = hint_for(
@@ -370,29 +367,27 @@ impl<'a> Compiler<'a> {
                         target.table.column_names(),
                         &format!("columns of {}", target.what()),
                     );
-                    self.problem(
+                    return Err(self.problem(
                         Problem::new(
                             Kind::UndefinedColumn,
                             path.as_str(),
                             format!("column \"{rc}\" does not exist on {}", target.what()),
                         )
                         .with_opt_hint(hint),
-                    );
-                    return None;
+                    ));
                 };
                 if !comparable(c, column) {
-                    self.problem(Problem::invalid(
+                    return Err(self.problem(Problem::invalid(
                         path.as_str(),
                         format!(
                             "cannot compare \"{}\" ({}) with {}.{} ({})",
                             column.name, column.type_name, owner, c.name, c.type_name
                         ),
-                    ));
-                    return None;
+                    )));
                 }
                 // Rows referred to this way must stay in the SQL (see `path::Short`).
                 self.referenced.push(target.alias.clone());
-                Some(format!("{}.{}", target.alias, c.quoted))
+                Ok(format!("{}.{}", target.alias, c.quoted))
             }
         }
     }
@@ -405,9 +400,9 @@ impl<'a> Compiler<'a> {
         column: &Column,
         cls: Class,
         path: &str,
-    ) -> Option<String> {
+    ) -> Result<String, Recorded> {
         let text = match (cls, v) {
-            (Class::Text, Value::String(s)) => return Some(self.column_value(s, column)),
+            (Class::Text, Value::String(s)) => return Ok(self.column_value(s, column)),
             (Class::Number, Value::Number(n)) => number_text(n),
             (Class::Bool, Value::Bool(b)) => b.to_string(),
             (Class::Temporal, Value::String(s)) => s.clone(),
@@ -428,7 +423,7 @@ impl<'a> Compiler<'a> {
                 } else {
                     None
                 };
-                self.problem(
+                return Err(self.problem(
                     Problem::invalid(
                         path,
                         format!(
@@ -439,11 +434,10 @@ impl<'a> Compiler<'a> {
                         ),
                     )
                     .with_opt_hint(hint),
-                );
-                return None;
+                ));
             }
         };
-        Some(self.typed_text(&text, column, path))
+        Ok(self.typed_text(&text, column, path))
     }
 
     /// `$n::type` for a text that must convert to the column's type.
@@ -472,10 +466,9 @@ impl<'a> Compiler<'a> {
         column: &Column,
         cls: Class,
         path: &str,
-    ) -> Option<String> {
+    ) -> Result<String, Recorded> {
         let Some(Operand::Literal(Value::Array(items))) = v else {
-            self.problem(Problem::invalid(path, "expected an array of values"));
-            return None;
+            return Err(self.problem(Problem::invalid(path, "expected an array of values")));
         };
         let mut texts = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -487,7 +480,7 @@ impl<'a> Compiler<'a> {
                 (Class::Temporal | Class::Other, Value::String(s)) => s.clone(),
                 (Class::Other, v) if !v.is_null() => v.to_string(),
                 (_, other) => {
-                    self.problem(Problem::invalid(
+                    return Err(self.problem(Problem::invalid(
                         ip,
                         format!(
                             "expected a value of \"{}\" ({}), got {}",
@@ -495,8 +488,7 @@ impl<'a> Compiler<'a> {
                             column.type_name,
                             crate::json::type_name(other)
                         ),
-                    ));
-                    return None;
+                    )));
                 }
             };
             if cls != Class::Text {
@@ -508,12 +500,12 @@ impl<'a> Compiler<'a> {
             }
             texts.push(t);
         }
-        Some(self.params.array(texts, column.value_type()))
+        Ok(self.params.array(texts, column.value_type()))
     }
 
     /// A predicate on an event property: typed by the literal; a property of another
     /// JSON type, or a missing one, does not match (and never raises).
-    pub(super) fn property(&mut self, p: &Predicate, keys: &[String], row: &Row<'a>) -> String {
+    pub(super) fn property(&mut self, p: &Predicate, keys: &[String], row: &Row<'a>) -> Sql {
         let graph = self.ctx.graph;
         let sp = path_key(&p.path, "property");
         let Some(pc) = graph
@@ -523,14 +515,14 @@ impl<'a> Compiler<'a> {
             .and_then(|c| row.table.column(c))
             .cloned()
         else {
-            return self.problem(
+            return Err(self.problem(
                 Problem::new(
                     Kind::NotInPrerequisiteState,
                     sp,
                     "the event source has no properties column",
                 )
                 .with_hint("Name properties_column in the graph's events."),
-            );
+            ));
         };
         let path_param = self.params.array(keys.to_vec(), "pg_catalog.text");
         let x = format!(
@@ -551,26 +543,24 @@ impl<'a> Compiler<'a> {
             }
         };
         // The JSON type and SQL of one literal.
-        let lit = |c: &mut Self, v: &Value, path: &str| -> Option<(&'static str, String)> {
+        let lit = |c: &mut Self,
+                   v: &Value,
+                   path: &str|
+         -> Result<(&'static str, String), Recorded> {
             match v {
-                Value::Number(n) => Some((
+                Value::Number(n) => Ok((
                     "number",
                     c.typed_param(&n.to_string(), "pg_catalog.numeric"),
                 )),
-                Value::String(t) => Some(("string", c.typed_param(t, "pg_catalog.text"))),
-                Value::Bool(b) => {
-                    Some(("boolean", c.typed_param(&b.to_string(), "pg_catalog.bool")))
-                }
-                other => {
-                    c.problem(Problem::invalid(
-                        path,
-                        format!(
-                            "expected a number, string or boolean, got {}",
-                            crate::json::type_name(other)
-                        ),
-                    ));
-                    None
-                }
+                Value::String(t) => Ok(("string", c.typed_param(t, "pg_catalog.text"))),
+                Value::Bool(b) => Ok(("boolean", c.typed_param(&b.to_string(), "pg_catalog.bool"))),
+                other => Err(c.problem(Problem::invalid(
+                    path,
+                    format!(
+                        "expected a number, string or boolean, got {}",
+                        crate::json::type_name(other)
+                    ),
+                ))),
             }
         };
         let compare = |json_type: &str, v: &str, sym: &str| -> String {
@@ -582,34 +572,36 @@ impl<'a> Compiler<'a> {
         };
         let value = match &p.value {
             Some(Operand::Ref { path, .. }) => {
-                return self.problem(Problem::invalid(
+                return Err(self.problem(Problem::invalid(
                     path.as_str(),
                     "event properties compare with literal values only",
-                ));
+                )));
             }
             Some(Operand::Literal(v)) => Some(v.clone()),
             None => None,
         };
         let positive = match p.op {
-            Op::IsNull => return format!("({x} IS NULL OR pg_catalog.jsonb_typeof({x}) = 'null')"),
+            Op::IsNull => {
+                return Ok(format!(
+                    "({x} IS NULL OR pg_catalog.jsonb_typeof({x}) = 'null')"
+                ))
+            }
             Op::IsNotNull => {
-                return format!("NOT ({x} IS NULL OR pg_catalog.jsonb_typeof({x}) = 'null')")
+                return Ok(format!(
+                    "NOT ({x} IS NULL OR pg_catalog.jsonb_typeof({x}) = 'null')"
+                ))
             }
             Op::Equals | Op::NotEquals => {
-                let Some((t, v)) = lit(self, value.as_ref().unwrap_or(&Value::Null), &vp) else {
-                    return FALSE.into();
-                };
+                let (t, v) = lit(self, value.as_ref().unwrap_or(&Value::Null), &vp)?;
                 compare(t, &v, "=")
             }
             Op::In | Op::NotIn => {
                 let Some(Value::Array(items)) = &value else {
-                    return self.problem(Problem::invalid(vp, "expected an array of values"));
+                    return Err(self.problem(Problem::invalid(vp, "expected an array of values")));
                 };
                 let mut parts = Vec::new();
                 for (i, item) in items.iter().enumerate() {
-                    let Some((t, v)) = lit(self, item, &format!("{vp}[{i}]")) else {
-                        return FALSE.into();
-                    };
+                    let (t, v) = lit(self, item, &format!("{vp}[{i}]"))?;
                     parts.push(compare(t, &v, "="));
                 }
                 if parts.is_empty() {
@@ -620,10 +612,10 @@ impl<'a> Compiler<'a> {
             }
             Op::Contains | Op::NotContains | Op::StartsWith | Op::EndsWith => {
                 let Some(Value::String(t)) = &value else {
-                    return self.problem(Problem::invalid(
+                    return Err(self.problem(Problem::invalid(
                         vp,
                         format!("\"{}\" compares with a string", p.op.name()),
-                    ));
+                    )));
                 };
                 let v = self.typed_param(t, "pg_catalog.text");
                 let (l, r) = (low(&s), low(&v));
@@ -636,10 +628,10 @@ impl<'a> Compiler<'a> {
             }
             Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
                 let Some(Value::Number(n)) = &value else {
-                    return self.problem(Problem::invalid(
+                    return Err(self.problem(Problem::invalid(
                         vp,
                         format!("\"{}\" on a property compares with a number", p.op.name()),
-                    ));
+                    )));
                 };
                 let v = self.typed_param(&n.to_string(), "pg_catalog.numeric");
                 let sym = match p.op {
@@ -656,10 +648,10 @@ impl<'a> Compiler<'a> {
                         a.clone()
                     }
                     _ => {
-                        return self.problem(Problem::invalid(
+                        return Err(self.problem(Problem::invalid(
                             vp,
                             "between on a property takes two numbers [low, high]",
-                        ))
+                        )))
                     }
                 };
                 let lo = self.typed_param(&pair[0].to_string(), "pg_catalog.numeric");
@@ -670,10 +662,10 @@ impl<'a> Compiler<'a> {
                 )
             }
             op => {
-                return self.problem(
+                return Err(self.problem(
                     Problem::invalid(path_key(&p.path, "op"), format!("operator \"{}\" does not apply to event properties", op.name()))
                         .with_hint("Use a column of the events table for dates, or the event's \"within\" window."),
-                );
+                ));
             }
         };
         if p.case_insensitive
@@ -689,14 +681,14 @@ impl<'a> Compiler<'a> {
                     | Op::EndsWith
             )
         {
-            return self.problem(Problem::invalid(
+            return Err(self.problem(Problem::invalid(
                 path_key(&p.path, "case_insensitive"),
                 "case_insensitive applies to string comparisons",
-            ));
+            )));
         }
-        match p.op {
+        Ok(match p.op {
             Op::NotEquals | Op::NotIn | Op::NotContains => format!("NOT ({positive})"),
             _ => positive,
-        }
+        })
     }
 }

@@ -11,13 +11,14 @@ impl<'a> Compiler<'a> {
         n: &RelNode,
         scope: &[Row<'a>],
         lineage: Option<&EntitySelect>,
-    ) -> String {
+    ) -> Sql {
         self.pending = None;
         self.scopes.push(n.path.clone());
         let sql = self.rel_node_body(n, scope, lineage);
         self.scopes.pop();
+        let sql = sql?;
         self.record(&n.path, &sql);
-        sql
+        Ok(sql)
     }
 
     pub(super) fn rel_node_body(
@@ -25,14 +26,10 @@ impl<'a> Compiler<'a> {
         n: &RelNode,
         scope: &[Row<'a>],
         lineage: Option<&EntitySelect>,
-    ) -> String {
+    ) -> Sql {
         let at = path_key(&n.path, "relationship");
-        let Some(hops) = self.hops(&n.slug, &at, scope) else {
-            return FALSE.into();
-        };
-        let Some(chain) = self.chain(&hops, scope) else {
-            return FALSE.into();
-        };
+        let hops = self.hops(&n.slug, &at, scope)?;
+        let chain = self.chain(&hops, scope, &at)?;
         for t in chain.tables.clone() {
             self.read(at.clone(), t);
         }
@@ -48,16 +45,27 @@ impl<'a> Compiler<'a> {
         ancestors.extend(chain.rows[..chain.rows.len() - 1].iter().cloned());
         let mut row_conds = chain.conds.clone();
         if let Some(f) = &n.filter {
-            let w = self.filter(f, &target, &ancestors);
+            let w = self.filter(f, &target, &ancestors)?;
             row_conds.push(w);
         }
         let where_only = row_conds.clone();
         let mut nested_scope = ancestors.clone();
         nested_scope.push(target.clone());
         // The entity select of this node: how its rows are reached from the profile.
+        let (entity, target_pk) = match target.entity {
+            Some(e) => (
+                e.slug.clone(),
+                target
+                    .table
+                    .column(&e.primary_key)
+                    .map(|c| c.quoted.clone()),
+            ),
+            None => return Err(self.missing(&at, "the relationship's entity")),
+        };
+        let target_pk = self.found(target_pk, &at, "the entity's primary key")?;
         let select = EntitySelect {
             relationship: n.slug.clone(),
-            entity: target.entity.map(|e| e.slug.clone()).unwrap_or_default(),
+            entity,
             from: match lineage {
                 None => chain.from.clone(),
                 Some(l) => format!("{}, {}", l.from, chain.from),
@@ -76,16 +84,14 @@ impl<'a> Compiler<'a> {
                 }
             },
             target_alias: target.alias.clone(),
-            target_pk: target
-                .entity
-                .and_then(|e| target.table.column(&e.primary_key))
-                .map(|c| c.quoted.clone())
-                .unwrap_or_default(),
+            target_pk,
         };
-        for child in &n.relationships {
-            let c = self.rel_node(child, &nested_scope, Some(&select));
-            row_conds.push(c);
-        }
+        let children = n
+            .relationships
+            .iter()
+            .map(|child| self.rel_node(child, &nested_scope, Some(&select)))
+            .collect();
+        row_conds.extend(all_of(children)?);
         let mut full = select.clone();
         full.conds
             .extend(row_conds[where_only.len()..].iter().cloned());
@@ -104,7 +110,7 @@ impl<'a> Compiler<'a> {
             None
         });
         if count == Some(Count::AtLeast(1)) && n.aggregate.is_none() {
-            return exists(&path_from, &path_anchor, &chain.outer, &row_conds);
+            return Ok(exists(&path_from, &path_anchor, &chain.outer, &row_conds));
         }
         // An aggregate over rows that can repeat runs over each (key, row) once: the
         // rows are made distinct first, then counted as they come.
@@ -119,7 +125,7 @@ impl<'a> Compiler<'a> {
         } else {
             String::new()
         };
-        let (from, anchor, conds) = if dedupe {
+        let (from, anchor, conds) = if let (true, Some(col)) = (dedupe, &agg_column) {
             let where_sql = if row_conds.is_empty() {
                 String::new()
             } else {
@@ -131,7 +137,6 @@ impl<'a> Compiler<'a> {
                     anchor = path_anchor,
                     t = target.alias,
                     pk = select.target_pk,
-                    col = agg_column.clone().unwrap_or_default(),
                     from = path_from,
                 ),
                 format!("{d}.k"),
@@ -159,19 +164,21 @@ impl<'a> Compiler<'a> {
         }
         if let Some(agg) = &n.aggregate {
             let value = dedupe.then(|| format!("{d}.v"));
-            match self.aggregate(agg, &target, value.as_deref()) {
-                Some((sql, holds)) => {
-                    having.push(sql);
-                    empty_holds &= holds;
-                }
-                None => return FALSE.into(),
-            }
+            let (sql, holds) = self.aggregate(agg, &target, value.as_deref())?;
+            having.push(sql);
+            empty_holds &= holds;
         }
         let g = self.alias("g");
         if self.strategy == Strategy::PerProfile {
-            return per_profile(&from, &anchor, &chain.outer, &conds, &having.join(" AND "));
+            return Ok(per_profile(
+                &from,
+                &anchor,
+                &chain.outer,
+                &conds,
+                &having.join(" AND "),
+            ));
         }
-        grouped(
+        Ok(grouped(
             &from,
             &anchor,
             &chain.outer,
@@ -179,7 +186,7 @@ impl<'a> Compiler<'a> {
             &having.join(" AND "),
             empty_holds,
             &g,
-        )
+        ))
     }
 
     /// The HAVING expression of an aggregate and whether it holds over no rows.
@@ -188,7 +195,7 @@ impl<'a> Compiler<'a> {
         a: &Aggregate,
         target: &Row<'a>,
         value: Option<&str>,
-    ) -> Option<(String, bool)> {
+    ) -> Result<(String, bool), Recorded> {
         let cp = path_key(&a.path, "column");
         let Some(column) = target.table.column(&a.column).cloned() else {
             let hint = hint_for(
@@ -196,7 +203,7 @@ impl<'a> Compiler<'a> {
                 target.table.column_names(),
                 &format!("columns of {}", target.what()),
             );
-            self.problem(
+            return Err(self.problem(
                 Problem::new(
                     Kind::UndefinedColumn,
                     cp,
@@ -207,8 +214,7 @@ impl<'a> Compiler<'a> {
                     ),
                 )
                 .with_opt_hint(hint),
-            );
-            return None;
+            ));
         };
         let cls = class(&column);
         let numeric_only = matches!(a.func, AggFn::Sum | AggFn::Avg);
@@ -216,15 +222,14 @@ impl<'a> Compiler<'a> {
             || matches!(a.func, AggFn::Min | AggFn::Max)
                 && matches!(cls, Class::Bool | Class::Other)
         {
-            self.problem(Problem::invalid(
+            return Err(self.problem(Problem::invalid(
                 cp,
                 format!(
                     "cannot take {:?} of column \"{}\" ({})",
                     a.func, column.name, column.type_name
                 )
                 .to_lowercase(),
-            ));
-            return None;
+            )));
         }
         let c = value.map_or_else(
             || format!("{}.{}", target.alias, column.quoted),
@@ -238,29 +243,25 @@ impl<'a> Compiler<'a> {
             AggFn::CountDistinct => (format!("pg_catalog.count(DISTINCT {c})"), None, Some(0.0)),
         };
         let vp = path_key(&a.path, "value");
-        let num = |s: &mut Self, v: &Value, path: &str| -> Option<(String, f64)> {
+        let num = |s: &mut Self, v: &Value, path: &str| -> Result<(String, f64), Recorded> {
             match (&value_col, v) {
                 (Some(col), _) => {
                     let sql = s.literal(v, col, class(col), path)?;
-                    Some((sql, v.as_f64().unwrap_or(0.0)))
+                    Ok((sql, v.as_f64().unwrap_or(0.0)))
                 }
                 (None, Value::Number(n)) => {
                     let p = s.typed_param(&n.to_string(), "pg_catalog.numeric");
-                    Some((p, n.as_f64().unwrap_or(0.0)))
+                    Ok((p, n.as_f64().unwrap_or(0.0)))
                 }
-                (None, other) => {
-                    s.problem(Problem::invalid(
-                        path,
-                        format!("expected a number, got {}", crate::json::type_name(other)),
-                    ));
-                    None
-                }
+                (None, other) => Err(s.problem(Problem::invalid(
+                    path,
+                    format!("expected a number, got {}", crate::json::type_name(other)),
+                ))),
             }
         };
         let (sql, holds) = if a.op == Op::Between {
             let Some(pair) = a.value.as_array().filter(|v| v.len() == 2) else {
-                self.problem(Problem::invalid(vp, "between takes [low, high]"));
-                return None;
+                return Err(self.problem(Problem::invalid(vp, "between takes [low, high]")));
             };
             let (lo, l) = num(self, &pair[0], &format!("{vp}[0]"))?;
             let (hi, h) = num(self, &pair[1], &format!("{vp}[1]"))?;
@@ -280,6 +281,6 @@ impl<'a> Compiler<'a> {
             };
             (format!("{expr} {sym} {v}"), holds)
         };
-        Some((format!("({sql})"), holds))
+        Ok((format!("({sql})"), holds))
     }
 }
