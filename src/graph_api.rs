@@ -8,7 +8,7 @@ use crate::graph::catalog::Catalog;
 use crate::graph::model::{
     parse, parse_entity, parse_event_source, parse_part, parse_relationship, DataGraph, Identifiers,
 };
-use crate::graph::validate::{validate, Report};
+use crate::graph::validate::{validate, Report, ValidatedGraph};
 use crate::graph::{edit, spi, summary, to_dot};
 use crate::json::Doc;
 use crate::{max_depth, raise, raise_all};
@@ -29,19 +29,17 @@ fn save(graph: DataGraph) -> Result<Value> {
     if !report.problems.is_empty() {
         return Err(Problem::first_of(&report.problems));
     }
-    refuse_if_audiences_break(&graph, &cat)?;
-    spi::store_graph(&graph, &cat)?;
-    Ok(summary(&graph, &report.warnings))
+    let valid =
+        ValidatedGraph::check(graph, cat, max_depth()).map_err(|ps| Problem::first_of(&ps))?;
+    refuse_if_audiences_break(&valid)?;
+    spi::store_graph(valid.graph(), valid.cat())?;
+    Ok(summary(valid.graph(), &report.warnings))
 }
 
 /// A graph change that would break a defined audience is refused, listing them.
-fn refuse_if_audiences_break(graph: &DataGraph, cat: &Catalog) -> Result<()> {
+fn refuse_if_audiences_break(valid: &ValidatedGraph) -> Result<()> {
     let audiences = crate::audience::spi::stored_definitions()?;
-    let ctx = crate::compile::Ctx {
-        graph,
-        cat,
-        audiences: &audiences,
-    };
+    let ctx = crate::compile::Ctx::new(valid, &audiences);
     let mut broken: Vec<(String, Problem)> = Vec::new();
     for (key, def) in &audiences {
         let problem = match crate::compile::compile(&ctx, def, Some(key)) {

@@ -66,10 +66,10 @@ fn check_properties(
         return out.0;
     };
     let profile_table = env
-        .graph
+        .graph()
         .profile
         .as_ref()
-        .and_then(|p| env.cat.table(&p.table_ref));
+        .and_then(|p| env.cat().table(&p.table_ref));
     let names = |v: &Value, path: &str, out: &mut Problems| -> Vec<String> {
         match v {
             Value::Array(a) => a
@@ -142,10 +142,10 @@ fn check_properties(
                 continue;
             }
             let entity = env
-                .graph
+                .graph()
                 .relationship(&slug)
-                .and_then(|p| env.graph.entity(&p.rel.related_entity));
-            let table = entity.and_then(|e| env.cat.table(&e.table_ref));
+                .and_then(|p| env.graph().entity(&p.rel.related_entity));
+            let table = entity.and_then(|e| env.cat().table(&e.table_ref));
             for (i, c) in names(&props["relationships"][&slug], &path, &mut out)
                 .iter()
                 .enumerate()
@@ -495,8 +495,8 @@ fn la_preview_event(activation_id: i64, profile_id: default!(Option<String>, "NU
     let rel = params.text(activation.entity.clone().unwrap_or_default());
     let change = params.text(change);
     let ctx = super::events::EventCtx {
-        graph: &env.graph,
-        cat: &env.cat,
+        graph: &env.graph(),
+        cat: &env.cat(),
         compiled: &compiled,
         audience_key: &key,
         audience_id,

@@ -349,10 +349,10 @@ impl<'a> Explainer<'a> {
     fn trait_value(&self, name: &str) -> Result<Value> {
         let table = self
             .env
-            .graph
+            .graph()
             .profile
             .as_ref()
-            .and_then(|p| self.env.cat.table(&p.table_ref));
+            .and_then(|p| self.env.cat().table(&p.table_ref));
         let Some(col) = table.and_then(|t| t.column(name)) else {
             return Ok(Value::Null);
         };
@@ -366,9 +366,9 @@ impl<'a> Explainer<'a> {
 
     /// The quoted name of a column of a relationship's entity.
     fn column(&self, relationship: &str, column: &str) -> Option<String> {
-        let placed = self.env.graph.relationship(relationship)?;
-        let entity = self.env.graph.entity(&placed.rel.related_entity)?;
-        let table = self.env.cat.table(&entity.table_ref)?;
+        let placed = self.env.graph().relationship(relationship)?;
+        let entity = self.env.graph().entity(&placed.rel.related_entity)?;
+        let table = self.env.cat().table(&entity.table_ref)?;
         table.column(column).map(|c| c.quoted.clone())
     }
 }

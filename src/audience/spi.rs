@@ -5,7 +5,8 @@ use crate::compile::{compile, Compiled, Ctx};
 use crate::error::{Kind, Problem, Result};
 use crate::graph::catalog::Catalog;
 use crate::graph::model::DataGraph;
-use crate::graph::{spi as graph_spi, validate};
+use crate::graph::spi as graph_spi;
+use crate::graph::validate::ValidatedGraph;
 use crate::sql::{internal, jsonb_row};
 use pgrx::datum::DatumWithOid;
 use pgrx::JsonB;
@@ -15,18 +16,21 @@ use std::collections::BTreeMap;
 
 /// Everything a compile reads, loaded once.
 pub struct Env {
-    pub graph: DataGraph,
-    pub cat: Catalog,
+    pub valid: ValidatedGraph,
     pub audiences: BTreeMap<String, Value>,
 }
 
 impl Env {
     pub fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            graph: &self.graph,
-            cat: &self.cat,
-            audiences: &self.audiences,
-        }
+        Ctx::new(&self.valid, &self.audiences)
+    }
+
+    pub fn graph(&self) -> &DataGraph {
+        self.valid.graph()
+    }
+
+    pub fn cat(&self) -> &Catalog {
+        self.valid.cat()
     }
 }
 
@@ -44,15 +48,9 @@ pub fn load_env() -> Result<Env> {
     let cat = graph_spi::load_stored_catalog(&graph)?;
     // Whether the stored graph still holds (tables, columns, types), whoever asks: what
     // the caller may read is checked per audience, for the tables it reads (compile).
-    let mut structure = cat.clone();
-    for t in structure.tables.values_mut() {
-        if let crate::graph::catalog::Lookup::Found(t) = t {
-            t.readable = true;
-        }
-    }
-    let report = validate::validate(&graph, &structure, crate::max_depth());
-    if let Some(p) = report.problems.first() {
-        return Err(Problem::new(
+    let valid = ValidatedGraph::check(graph, cat, crate::max_depth()).map_err(|ps| {
+        let p = &ps[0];
+        Problem::new(
             p.kind,
             "",
             format!(
@@ -60,11 +58,10 @@ pub fn load_env() -> Result<Env> {
                 p.full_message()
             ),
         )
-        .with_opt_hint(p.hint.clone()));
-    }
+        .with_opt_hint(p.hint.clone())
+    })?;
     Ok(Env {
-        graph,
-        cat,
+        valid,
         audiences: stored_definitions()?,
     })
 }

@@ -37,6 +37,7 @@ use crate::error::{Kind, Problem};
 use crate::graph::catalog::{comparable, Catalog, Column, Table};
 use crate::graph::joins::{resolve, ResolvedJoin};
 use crate::graph::model::{DataGraph, Entity, Join};
+use crate::graph::validate::ValidatedGraph;
 use crate::names::{hint_for, path_key};
 use serde_json::Value;
 use sql::{LiteralCheck, Params};
@@ -54,12 +55,22 @@ use predicate::{class, Class};
 pub use query::{ClockWindow, Compiled, EntitySelect, NodeSql, ProfileSql};
 use shape::{exists, grouped, per_profile};
 
-/// What the compiler reads: the graph, the catalog snapshot of its tables, and the
-/// stored definitions of other audiences (for `{"audience": key}`).
+/// What the compiler reads: a validated graph with the catalog snapshot of its tables,
+/// and the stored definitions of other audiences (for `{"audience": key}`).
 pub struct Ctx<'a> {
-    pub graph: &'a DataGraph,
-    pub cat: &'a Catalog,
-    pub audiences: &'a BTreeMap<String, Value>,
+    graph: &'a DataGraph,
+    cat: &'a Catalog,
+    audiences: &'a BTreeMap<String, Value>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(valid: &'a ValidatedGraph, audiences: &'a BTreeMap<String, Value>) -> Self {
+        Ctx {
+            graph: valid.graph(),
+            cat: valid.cat(),
+            audiences,
+        }
+    }
 }
 
 /// Compiles a definition. `own_key` is the key being defined, if any, so that a

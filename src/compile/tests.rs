@@ -14,11 +14,8 @@ fn ctx_with<R>(audiences: &[(&str, Value)], f: impl FnOnce(&Ctx<'_>) -> R) -> R 
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    let ctx = Ctx {
-        graph: &graph,
-        cat: &cat,
-        audiences: &audiences,
-    };
+    let valid = ValidatedGraph::check(graph, cat, 6).unwrap();
+    let ctx = Ctx::new(&valid, &audiences);
     f(&ctx)
 }
 
@@ -151,11 +148,8 @@ fn relationships_compile_to_semi_joins() {
 fn compile_with(cat: &crate::graph::catalog::Catalog, def: Value) -> Compiled {
     let graph = parse_graph(&demo_graph_json()).unwrap();
     let audiences = BTreeMap::new();
-    let ctx = Ctx {
-        graph: &graph,
-        cat,
-        audiences: &audiences,
-    };
+    let valid = ValidatedGraph::check(graph, cat.clone(), 6).unwrap();
+    let ctx = Ctx::new(&valid, &audiences);
     compile(&ctx, &def, None).unwrap_or_else(|e| panic!("{e:#?}"))
 }
 
@@ -163,11 +157,8 @@ fn compile_with(cat: &crate::graph::catalog::Catalog, def: Value) -> Compiled {
 fn compile_err_with(cat: &crate::graph::catalog::Catalog, def: Value) -> (String, String) {
     let graph = parse_graph(&demo_graph_json()).unwrap();
     let audiences = BTreeMap::new();
-    let ctx = Ctx {
-        graph: &graph,
-        cat,
-        audiences: &audiences,
-    };
+    let valid = ValidatedGraph::check(graph, cat.clone(), 6).unwrap();
+    let ctx = Ctx::new(&valid, &audiences);
     let ps = compile(&ctx, &def, None).expect_err("expected a problem");
     (ps[0].kind.sqlstate().to_string(), ps[0].full_message())
 }
@@ -687,14 +678,9 @@ fn citus_catalog() -> crate::graph::catalog::Catalog {
 fn citus_ok(def: Value) -> Compiled {
     let graph = parse_graph(&citus_graph_json()).unwrap();
     let cat = citus_catalog();
-    let report = crate::graph::validate::validate(&graph, &cat, 6);
-    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+    let valid = ValidatedGraph::check(graph, cat, 6).unwrap_or_else(|ps| panic!("{ps:#?}"));
     let audiences = BTreeMap::new();
-    let ctx = Ctx {
-        graph: &graph,
-        cat: &cat,
-        audiences: &audiences,
-    };
+    let ctx = Ctx::new(&valid, &audiences);
     compile(&ctx, &def, None).unwrap_or_else(|e| panic!("{e:#?}"))
 }
 

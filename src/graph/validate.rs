@@ -18,6 +18,45 @@ pub struct Report {
     pub warnings: Vec<Problem>,
 }
 
+/// A graph that validation found sound against its catalog snapshot: the tables,
+/// columns, types and joins it names are there (what the caller may read aside: each
+/// audience checks the tables it reads). Only `check` makes one, and the compiler takes
+/// nothing else, so its lookups cannot miss.
+#[derive(Debug, Clone)]
+pub struct ValidatedGraph {
+    graph: DataGraph,
+    cat: Catalog,
+}
+
+impl ValidatedGraph {
+    /// Validates the graph's structure against `cat`; the problems when it is not sound.
+    pub fn check(
+        graph: DataGraph,
+        cat: Catalog,
+        max_depth: usize,
+    ) -> Result<ValidatedGraph, Vec<Problem>> {
+        let mut structure = cat.clone();
+        for t in structure.tables.values_mut() {
+            if let Lookup::Found(t) = t {
+                t.readable = true;
+            }
+        }
+        let report = validate(&graph, &structure, max_depth);
+        if !report.problems.is_empty() {
+            return Err(report.problems);
+        }
+        Ok(ValidatedGraph { graph, cat })
+    }
+
+    pub fn graph(&self) -> &DataGraph {
+        &self.graph
+    }
+
+    pub fn cat(&self) -> &Catalog {
+        &self.cat
+    }
+}
+
 struct Checker<'a> {
     graph: &'a DataGraph,
     cat: &'a Catalog,
