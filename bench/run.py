@@ -1,9 +1,17 @@
 #!/usr/bin/env python3
 """Benchmarks of linked_audiences side by side with hand-written SQL, in one run on one
-cluster. Usage: bench/run.py SCALE [--runs N] [--no-build] [--dir DIR] [--port PORT]
+cluster. Usage: bench/run.py SCALE [--runs N] [--no-build] [--dir DIR] [--port PORT] [--citus]
 
 Prints a Markdown table: each figure as an absolute time and as a ratio to its baseline
 (median of N runs), rows written, events per second, and the backend's peak memory.
+
+With --citus, the same warehouse and audiences run on the Citus cluster of
+scripts/citus.sh (a coordinator and two workers), in a database of its own (--citus-db,
+default la_bench): after generating, the tables owned by a profile get a profile_id
+column and are distributed by it, co-located with profiles; the shared ones become
+reference tables (CITUS_DISTRIBUTE); the graph names profile_key on the keyed entities,
+la_distribute() distributes the extension's state, and the hand-written baselines equate
+profile_id on each join (CITUS_BASELINES), as Citus requires.
 """
 import argparse
 import getpass
@@ -87,14 +95,106 @@ UPDATE transactions SET amount = amount - 450 WHERE card_id % 300 = {r};
 DELETE FROM events WHERE properties ? 'bench';
 """
 
+# --citus: the tenant-id pattern a Citus user would follow with this warehouse. Accounts,
+# subscriptions, credit cards and transactions reach their profile through the identifiers
+# (by email): each gets that profile's id as a column `profile_id` (denormalized from the
+# identifier join) and is distributed by it, co-located with profiles, as are the
+# identifiers and the events. Primary keys become (profile_id, id): Citus requires a unique
+# key to include the distribution column (SPEC section 1: the primary key may be unique only
+# together with the profile key); the profile key leads, as in the README's recipe. Households (shared by profiles), pets, products, carts and
+# cart items become reference tables. Foreign keys are dropped (between distributed tables
+# Citus accepts only keys that include the distribution column), and so is the unique
+# constraint on profiles.user_id (it does not include profiles.id).
+KEYED = ["accounts", "subscriptions", "credit_cards", "transactions"]
+REFERENCE = ["households", "pets", "products", "carts", "cart_items"]
+CITUS_DISTRIBUTE = [
+    """DO $$ DECLARE r record; BEGIN
+         FOR r IN SELECT conrelid::regclass AS t, conname FROM pg_constraint
+                  WHERE contype = 'f' AND connamespace = 'public'::regnamespace LOOP
+           EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.t, r.conname);
+         END LOOP; END $$""",
+    "ALTER TABLE profiles DROP CONSTRAINT profiles_user_id_key",
+    "ALTER TABLE events DROP CONSTRAINT events_pkey, ADD PRIMARY KEY (profile_id, id)",
+    # The profile of each account (the graph's external_id: an email identifier) and card.
+    "DROP TABLE IF EXISTS account_profile, card_profile",
+    "CREATE TABLE account_profile AS SELECT a.id, i.profile_id FROM accounts a "
+    "JOIN profile_identifiers i ON i.type = 'email' AND i.value = a.email",
+    "CREATE TABLE card_profile AS SELECT c.id, m.profile_id FROM credit_cards c JOIN account_profile m ON m.id = c.account_id",
+    "SELECT create_distributed_table('profiles', 'id')",
+    "SELECT create_distributed_table(t, 'profile_id', colocate_with => 'profiles') "
+    "FROM unnest(ARRAY['profile_identifiers', 'events']) t",
+] + [
+    stmt
+    for t, src in [("accounts", "account_profile m ON m.id = x.id"),
+                   ("subscriptions", "account_profile m ON m.id = x.account_id"),
+                   ("credit_cards", "account_profile m ON m.id = x.account_id"),
+                   ("transactions", "card_profile m ON m.id = x.card_id")]
+    for stmt in [
+        f"ALTER TABLE {t} RENAME TO {t}_local",
+        f"CREATE TABLE {t} (LIKE {t}_local INCLUDING DEFAULTS INCLUDING CONSTRAINTS, profile_id bigint NOT NULL)",
+        f"SELECT create_distributed_table('{t}', 'profile_id', colocate_with => 'profiles')",
+        f"INSERT INTO {t} SELECT x.*, m.profile_id FROM {t}_local x JOIN {src}",
+        f"DROP TABLE {t}_local",
+        f"ALTER TABLE {t} ADD PRIMARY KEY (profile_id, id)",
+    ]
+] + [
+    "CREATE INDEX ON accounts (email)",
+    "CREATE INDEX ON subscriptions (account_id)",
+    "CREATE INDEX ON credit_cards (account_id)",
+    "CREATE INDEX ON transactions (card_id)",
+    "SELECT create_reference_table(t) FROM unnest(ARRAY[" + ", ".join(f"'{t}'" for t in REFERENCE) + "]) t",
+    "SELECT truncate_local_data_after_distributing_table(t) "
+    "FROM unnest(ARRAY['profiles', 'profile_identifiers', 'events', " + ", ".join(f"'{t}'" for t in REFERENCE) + "]) t",
+    "DROP TABLE account_profile, card_profile",
+    "ANALYZE",
+]
+# The hand-written baselines on Citus: the same queries with profile_id equated on each join
+# between distributed tables (without it Citus refuses them: "complex joins are only
+# supported when all distributed tables are co-located and joined on their distribution
+# columns"), and grouped by it where they aggregate.
+CIDS = ("SELECT i.profile_id FROM profile_identifiers i JOIN accounts a ON a.email = i.value AND a.profile_id = i.profile_id "
+        "AND i.type = 'email'")
+CITUS_BASELINES = {
+    "premium_subscribers":
+        "SELECT p.id FROM profiles p WHERE EXISTS (SELECT 1 FROM profile_identifiers i JOIN accounts a ON a.email = i.value "
+        "AND a.profile_id = i.profile_id JOIN subscriptions s ON s.account_id = a.id AND s.profile_id = a.profile_id "
+        "WHERE i.profile_id = p.id AND i.type = 'email' AND s.status = 'active' AND s.tier = 'premium')",
+    "owly_power_users":
+        "WITH busy AS (SELECT profile_id, card_id FROM transactions GROUP BY profile_id, card_id HAVING count(*) > 5) "
+        "SELECT p.id FROM profiles p WHERE EXISTS (SELECT 1 FROM profile_identifiers i JOIN accounts a ON a.email = i.value "
+        "AND a.profile_id = i.profile_id JOIN credit_cards c ON c.account_id = a.id AND c.profile_id = a.profile_id "
+        "JOIN busy b ON b.card_id = c.id AND b.profile_id = c.profile_id "
+        "WHERE i.profile_id = p.id AND i.type = 'email' AND c.name = 'Owly Card')",
+    # Wrapped in a subquery: Citus 13.2.2 deparses a HAVING over a join wrongly under CREATE
+    # TABLE AS (sum(t.amount) is sent to the workers as sum(i.value): "function sum(text)
+    # does not exist"); as a plain SELECT, and wrapped, it is right.
+    "big_ticket_buyers":
+        "SELECT profile_id FROM (" + CIDS + " JOIN credit_cards c ON c.account_id = a.id AND c.profile_id = a.profile_id "
+        "JOIN transactions t ON t.card_id = c.id AND t.profile_id = c.profile_id "
+        "WHERE t.amount > 400 GROUP BY i.profile_id HAVING count(DISTINCT t.id) >= 3) s",
+    "high_spenders":
+        "SELECT profile_id FROM (" + CIDS + " JOIN credit_cards c ON c.account_id = a.id AND c.profile_id = a.profile_id "
+        "JOIN transactions t ON t.card_id = c.id AND t.profile_id = c.profile_id "
+        "GROUP BY i.profile_id HAVING sum(t.amount) > 20000) s",
+    "premium_cat_owners":
+        "SELECT p.id FROM profiles p WHERE EXISTS (SELECT 1 FROM pets pe WHERE pe.household_id = p.household_id AND pe.type = 'cat') "
+        "AND EXISTS (SELECT 1 FROM profile_identifiers i JOIN accounts a ON a.email = i.value AND a.profile_id = i.profile_id "
+        "JOIN subscriptions s ON s.account_id = a.id AND s.profile_id = a.profile_id WHERE i.profile_id = p.id AND i.type = 'email' "
+        "AND s.status = 'active' AND s.tier = 'premium')",
+}
+TUNING = [("shared_buffers", "1GB"), ("work_mem", "64MB"), ("maintenance_work_mem", "512MB"),
+          ("max_wal_size", "8GB"), ("checkpoint_timeout", "30min"), ("jit", "off")]
+
 
 class Pg:
     def __init__(self, host, port, db):
         self.host, self.port, self.db = host, port, db
 
+    def conn(self, db=None):
+        return ["-U", "postgres", "-h", self.host, "-p", str(self.port), "-d", db or self.db]
+
     def psql(self, *commands, db=None, check=True):
-        args = [BIN + "/psql", "-U", "postgres", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-                "-h", self.host, "-p", str(self.port), "-d", db or self.db]
+        args = [BIN + "/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"] + self.conn(db)
         for c in commands:
             args += ["-c", c]
         p = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
@@ -125,6 +225,29 @@ def ratio(a, b):
     return f"{a / b:.2f}x" if b > 0 else "n/a"
 
 
+def citus_start(db):
+    """Starts the cluster of scripts/citus.sh (its last line of output is the coordinator's
+    URI) and makes sure `db` exists on every node with citus, the workers registered."""
+    out = subprocess.run([ROOT + "/scripts/citus.sh", "start"], check=True, capture_output=True, text=True).stdout
+    m = re.match(r"postgresql://[^@]*@([^:/]+):(\d+)/(\w+)", out.strip().splitlines()[-1])
+    host, port, default_db = m.group(1), int(m.group(2)), m.group(3)
+    coord = Pg(host, port, default_db)
+    workers = [int(x) for x in coord.one("SELECT string_agg(nodeport::text, ' ' ORDER BY nodeport) FROM pg_dist_node "
+                                         "WHERE groupid > 0 AND noderole = 'primary'").split()]
+    # pg_cron is not created in `db` (it lives in the database of cron.database_name).
+    for p in [port] + workers:
+        node = Pg(host, p, db)
+        if not node.psql(f"SELECT 1 FROM pg_database WHERE datname = '{db}'", db="postgres").strip():
+            node.psql(f"CREATE DATABASE {db}", db="postgres")
+        node.psql("SET client_min_messages = warning", "CREATE EXTENSION IF NOT EXISTS citus")
+    pg = Pg(host, port, db)
+    pg.psql("SET client_min_messages = warning", f"SELECT citus_set_coordinator_host('{host}', {port})")
+    for w in workers:
+        pg.psql("SET client_min_messages = warning",
+                f"SELECT citus_add_node('{host}', {w}) WHERE NOT EXISTS (SELECT 1 FROM pg_dist_node WHERE nodeport = {w})")
+    return pg, workers
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("scale", type=float)
@@ -134,28 +257,49 @@ def main():
     ap.add_argument("--port", type=int, default=54333)
     ap.add_argument("--out", default=None, help="also write the table to this file")
     ap.add_argument("--load-only", action="store_true", help="generate the warehouse and stop")
+    ap.add_argument("--citus", action="store_true", help="run on the Citus cluster of scripts/citus.sh")
+    ap.add_argument("--citus-db", default="la_bench", help="the database on the Citus cluster (--citus)")
     a = ap.parse_args()
 
     if not a.no_build:
         print("== building and installing linked_audiences (release)", flush=True)
         subprocess.run(["bash", "-c", "source scripts/env.sh && la_install --release"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
-    subprocess.run([ROOT + "/scripts/cluster.sh", "start", a.dir, str(a.port), "bench"], check=True)
-    pg = Pg(a.dir, a.port, "bench")
-    tuned = pg.one("SELECT current_setting('shared_buffers')")
-    if tuned != "1GB":
-        for k, v in [("shared_buffers", "1GB"), ("work_mem", "64MB"), ("maintenance_work_mem", "512MB"),
-                     ("max_wal_size", "8GB"), ("checkpoint_timeout", "30min"), ("jit", "off")]:
-            pg.psql(f"ALTER SYSTEM SET {k} = '{v}'")
-        subprocess.run([ROOT + "/scripts/cluster.sh", "restart", a.dir], check=True, stdout=subprocess.DEVNULL)
+    if a.citus:
+        # Each node tuned as the single node is (1 GB of shared buffers each: 3 GB in all).
+        pg, workers = citus_start(a.citus_db)
+        nodes = [Pg(pg.host, p, a.citus_db) for p in [pg.port] + workers]
+        if any(n.one("SELECT current_setting('shared_buffers')") != "1GB" for n in nodes):
+            for n in nodes:
+                for k, v in TUNING:
+                    n.psql(f"ALTER SYSTEM SET {k} = '{v}'")
+            subprocess.run([ROOT + "/scripts/citus.sh", "stop"], check=True, stdout=subprocess.DEVNULL)
+            pg, workers = citus_start(a.citus_db)
+        print(f"== Citus: coordinator {pg.host}:{pg.port}, workers {workers}, database {a.citus_db}, "
+              f"{pg.one('SHOW citus.shard_count')} shards per distributed table", flush=True)
+    else:
+        subprocess.run([ROOT + "/scripts/cluster.sh", "start", a.dir, str(a.port), "bench"], check=True)
+        pg = Pg(a.dir, a.port, "bench")
+        tuned = pg.one("SELECT current_setting('shared_buffers')")
+        if tuned != "1GB":
+            for k, v in TUNING:
+                pg.psql(f"ALTER SYSTEM SET {k} = '{v}'")
+            subprocess.run([ROOT + "/scripts/cluster.sh", "restart", a.dir], check=True, stdout=subprocess.DEVNULL)
 
     loaded = pg.psql("SELECT scale FROM bench_meta", check=False).strip()
     if loaded != repr(a.scale) and loaded != str(a.scale):
         print(f"== generating the warehouse at scale {a.scale}", flush=True)
+        pg.psql("DROP TABLE IF EXISTS bench_meta")
         t0 = time.time()
         out = pg.psql(f"\\set scale {a.scale}", "\\i bench/generate.sql")
-        pg.psql("DROP TABLE IF EXISTS bench_meta", f"CREATE TABLE bench_meta AS SELECT {a.scale!r}::text AS scale")
         print(f"   loaded in {time.time() - t0:.0f} s: {out.strip().splitlines()[-1]}", flush=True)
+        if a.citus:
+            t0 = time.time()
+            for stmt in CITUS_DISTRIBUTE:
+                pg.psql("SET client_min_messages = warning", stmt)
+            print(f"   distributed in {time.time() - t0:.0f} s: profiles, profile_identifiers, events, "
+                  f"{', '.join(KEYED)} by profile (co-located); {', '.join(REFERENCE)} as reference tables", flush=True)
+        pg.psql(f"CREATE TABLE bench_meta AS SELECT {a.scale!r}::text AS scale")
     counts = pg.one("SELECT format('%s profiles, %s pets, %s accounts, %s cards, %s transactions, %s events', "
                     "(SELECT count(*) FROM profiles), (SELECT count(*) FROM pets), (SELECT count(*) FROM accounts), "
                     "(SELECT count(*) FROM credit_cards), (SELECT count(*) FROM transactions), (SELECT count(*) FROM events))")
@@ -164,14 +308,24 @@ def main():
         return 0
 
     graph = open(os.path.join(ROOT, "demo/graph.json")).read()
-    pg.psql("DROP EXTENSION IF EXISTS linked_audiences CASCADE", "CREATE EXTENSION linked_audiences",
-            "SELECT la_define_data_graph($$" + graph + "$$)")
-    for key, d, _ in AUDIENCES:
+    audiences = AUDIENCES
+    if a.citus:
+        g = json.loads(graph)
+        for e in g["entities"]:
+            if e["slug"] in KEYED:
+                e["profile_key"] = "profile_id"
+        graph = json.dumps(g)
+        audiences = [(key, d, CITUS_BASELINES.get(key, base)) for key, d, base in AUDIENCES]
+    pg.psql("SET client_min_messages = warning", "DROP EXTENSION IF EXISTS linked_audiences CASCADE",
+            "CREATE EXTENSION linked_audiences", "SELECT la_define_data_graph($$" + graph + "$$)")
+    if a.citus:
+        print("   " + pg.one("SET client_min_messages = warning; SELECT la_distribute()"), flush=True)
+    for key, d, _ in audiences:
         pg.psql(f"SELECT la_define_audience('{key}', $${json.dumps(d)}$$)")
     pg.psql("VACUUM ANALYZE")
 
     rows = []
-    for key, d, base in AUDIENCES:
+    for key, d, base in audiences:
         dj = json.dumps(d)
         r = {"key": key}
         r["compile_us"] = float(pg.one(f"SELECT linked_audiences.bench_compile($${dj}$$, 2000)"))
@@ -195,6 +349,9 @@ def main():
             memb.append(int(re.search(r"VmHWM:\s+(\d+)", pg.psql(
                 f"CREATE TEMP TABLE b AS {base}", "SELECT pg_read_file('/proc/self/status')")).group(1)))
         r["first"], r["first_base"] = median(first), median(fbase)
+        base_count = int(pg.one(f"SELECT count(*) FROM ({base}) b"))
+        if base_count != r["members"]:
+            print(f"   warning: {key}: {r['members']} members, the hand-written query finds {base_count}", flush=True)
         r["mem_mb"], r["mem_base_mb"] = median(mem) / 1024, median(memb) / 1024
 
         again, abase, written = [], [], []
@@ -211,7 +368,7 @@ def main():
     for rnd in range(1, a.runs + 1):
         pg.psql(CHANGE_1PCT.format(r=rnd))
         pg.psql(WARM_1PCT)
-        for r, (key, d, base) in zip(rows, AUDIENCES):
+        for r, (key, d, base) in zip(rows, audiences):
             ms, out = pg.timed(f"SELECT la_compute_audience('{key}')", setup="SET client_min_messages = warning")
             res = json.loads(out.split("\n")[0])
             r.setdefault("change", []).append(ms)
@@ -234,8 +391,8 @@ def main():
                 "SELECT la_outbox_ack(array_agg(id)) INTO n FROM la_outbox_read('braze', 1000); "
                 "EXIT WHEN coalesce(n, 0) = 0; COMMIT; END LOOP; END $$")
         t0 = time.time()
-        procs = [subprocess.Popen([BIN + "/psql", "-U", "postgres", "-X", "-q", "-h", a.dir, "-p",
-                                   str(a.port), "-d", "bench", "-c", loop], cwd=ROOT) for _ in range(consumers)]
+        procs = [subprocess.Popen([BIN + "/psql", "-X", "-q"] + pg.conn() + ["-c", loop], cwd=ROOT)
+                 for _ in range(consumers)]
         for p in procs:
             p.wait()
         elapsed = time.time() - t0
@@ -244,9 +401,15 @@ def main():
 
     machine = subprocess.run(["bash", "-c", "nproc; grep -m1 'model name' /proc/cpuinfo | cut -d: -f2; "
                               "free -g | awk '/Mem:/{print $2\" GiB\"}'"], capture_output=True, text=True).stdout.split("\n")
+    where = "PostgreSQL 15, shared_buffers 1GB, work_mem 64MB"
+    if a.citus:
+        citus = pg.one("SELECT split_part(citus_version(), ' ', 2)")
+        where = (f"Citus {citus} on PostgreSQL 15: "
+                 f"a coordinator and {len(workers)} workers on the same machine, {pg.one('SHOW citus.shard_count')} shards "
+                 "per distributed table, each node shared_buffers 1GB, work_mem 64MB")
     lines = [
         f"Scale {a.scale} ({counts}); {a.runs} runs, medians; machine: {machine[0].strip()} cores,"
-        f"{machine[1].rstrip()}, {machine[2].strip()} RAM; PostgreSQL 15, shared_buffers 1GB, work_mem 64MB.",
+        f"{machine[1].rstrip()}, {machine[2].strip()} RAM; {where}.",
         "",
         "| audience | members | compile | preview (count) | vs SQL | first compute | vs CTAS | no-change recompute | vs SQL | rows written | 1% change recompute | vs SQL | rows written | peak RSS (vs CTAS) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -266,6 +429,21 @@ def main():
         "Baselines: preview and recomputes are compared with `SELECT count(*)` over the hand-written query; the first "
         "compute with `CREATE TEMP TABLE AS` of it. Peak RSS is the backend's VmHWM, which includes the shared buffers it touched.",
     ]
+    if a.citus:
+        key = "owly_power_users"
+        plan = pg.psql("SELECT la_audience_sql(definition) FROM linked_audiences.audiences WHERE key = '" + key + "'").strip()
+        plan = pg.psql("EXPLAIN (COSTS OFF) " + plan).rstrip()
+        lines += [
+            "",
+            "On Citus the baselines equate profile_id on each join (Citus refuses them otherwise), and peak RSS is the "
+            "coordinator's backend only: the work done by the workers' backends (one per task) is not in it.",
+            "",
+            f"EXPLAIN (COSTS OFF) of the members query of {key} (`la_audience_sql`) on Citus:",
+            "",
+            "```",
+            plan,
+            "```",
+        ]
     table = "\n".join(lines)
     print(table)
     if a.out:
