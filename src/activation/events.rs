@@ -8,7 +8,7 @@ use crate::compile::sql::Params;
 use crate::compile::{Compiled, EntitySelect};
 use crate::graph::catalog::{Catalog, Table};
 use crate::graph::joins::{resolve, ResolvedJoin};
-use crate::graph::model::{DataGraph, Entity};
+use crate::graph::model::{DataGraph, Entity, Join};
 use serde::Deserialize;
 use serde_json::Value;
 use std::cell::RefCell;
@@ -218,6 +218,22 @@ fn nesting_parent(
         .or_else(|| Some(root.to_string()))
 }
 
+/// `alias.<profile key> = p.<primary key>` for a row of a table that carries the profile
+/// key (an entity's `profile_key`, a junction's): the member's own rows, as they are
+/// anyway, said so that Citus joins them on the workers (co-located).
+fn member_owns(
+    ctx: &EventCtx<'_>,
+    table: &Table,
+    key: Option<&str>,
+    alias: &str,
+) -> Option<String> {
+    let column = table.column(key?)?;
+    Some(format!(
+        "{alias}.{} = p.{}",
+        column.quoted, ctx.compiled.profile.pk
+    ))
+}
+
 /// `b` joined to its parent row `a` by the graph's join, as a condition.
 fn link(ctx: &EventCtx<'_>, parent: &str, a: &str, child: &str, b: &str) -> Option<String> {
     let placed = ctx.graph.relationship(child)?;
@@ -241,8 +257,15 @@ fn link(ctx: &EventCtx<'_>, parent: &str, a: &str, child: &str, b: &str) -> Opti
             child_column,
         } => {
             let jt = ctx.cat.table(&table_ref)?;
+            let junction_key = match &placed.rel.join {
+                Join::Junction(j) => j.profile_key.as_deref(),
+                _ => None,
+            };
+            let owned = member_owns(ctx, jt, junction_key, &format!("{b}j"))
+                .map(|c| format!(" AND {c}"))
+                .unwrap_or_default();
             format!(
-                "EXISTS (SELECT 1 FROM {} {b}j WHERE {b}j.{} = {a}.{} AND {b}j.{} = {b}.{})",
+                "EXISTS (SELECT 1 FROM {} {b}j WHERE {b}j.{} = {a}.{} AND {b}j.{} = {b}.{}{owned})",
                 jt.quoted,
                 q(jt, &left_column)?,
                 q(parent_table, &parent_column)?,
@@ -285,19 +308,22 @@ fn linked_array(
     let mut conds = Vec::new();
     for i in 1..hops.len() {
         conds.push(link(ctx, &hops[i - 1], &names[i - 1], &hops[i], &names[i])?);
+        let (t, e) = entity_table(ctx, &hops[i])?;
+        conds.extend(member_owns(ctx, t, e.profile_key.as_deref(), &names[i]));
     }
-    let mut mid_from = Vec::new();
+    // The rows between are joined (not an EXISTS over them): on Citus a subquery whose
+    // FROM holds only a reference table (products below keyed line items) cannot be
+    // correlated; joined to the keyed rows, it is co-located. A row reached through
+    // several is kept once.
+    let mut from = Vec::new();
     for (i, m) in mids.iter().enumerate() {
-        mid_from.push(format!("{} {m}", entity_table(ctx, &hops[i + 1])?.0.quoted));
+        from.push(format!("{} {m}", entity_table(ctx, &hops[i + 1])?.0.quoted));
     }
-    let linked = if mids.is_empty() {
-        conds.join(" AND ")
+    from.push(format!("{} {x}", table.quoted));
+    let distinct = if mids.is_empty() {
+        String::new()
     } else {
-        format!(
-            "EXISTS (SELECT 1 FROM {} WHERE {})",
-            mid_from.join(", "),
-            conds.join(" AND ")
-        )
+        format!("DISTINCT ON ({x}.{}) ", pkc.quoted)
     };
     let matched = matched_keys(ctx, r)?;
     let cols = selected
@@ -324,12 +350,13 @@ fn linked_array(
         }
     }
     Some(format!(
-        "(SELECT coalesce(pg_catalog.jsonb_agg(y.o ORDER BY y.k), '[]') FROM (SELECT {x}.{pkq} AS k, {obj} AS o \
-         FROM {t} {x} WHERE {linked} AND {x}.{pkq}::pg_catalog.text IN ({matched}) \
+        "(SELECT coalesce(pg_catalog.jsonb_agg(y.o ORDER BY y.k), '[]') FROM (SELECT {distinct}{x}.{pkq} AS k, {obj} AS o \
+         FROM {from} WHERE {linked} AND {x}.{pkq}::pg_catalog.text IN ({matched}) \
          ORDER BY 1 LIMIT {MAX_ENTITIES_PER_ARRAY}) y)",
+        from = from.join(", "),
+        linked = conds.join(" AND "),
         pkq = pkc.quoted,
         obj = object(ctx, &pairs),
-        t = table.quoted,
     ))
 }
 

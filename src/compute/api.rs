@@ -174,15 +174,23 @@ fn compute(key: &str, mode: &str) -> JsonB {
     } else if distributed {
         use super::distributed as d;
         let [apply_in, apply_out] = d::apply_members_sql(&audience, &run_param);
+        let a = args(&params);
         let n = d::run(
             &[
                 d::entered_sql(&compiled, &audience, &run_param),
                 d::exited_sql(&compiled, &audience, &run_param),
-                apply_in,
-                apply_out,
             ],
-            &args(&params),
+            &a,
         );
+        // The changes are applied from the history: the planner must know how many the
+        // run logged (else, with both tables' statistics stale, it loops over one per
+        // row of the other); exits are applied only when there are some.
+        refresh_stats_if_big("linked_audiences.membership_changes", n[0] + n[1], 0);
+        let mut apply = vec![apply_in];
+        if n[1] > 0 {
+            apply.push(apply_out);
+        }
+        d::run(&apply, &a);
         let members = stored_members(stored.id);
         (members, json!({"entered": n[0], "exited": n[1]}))
     } else {
@@ -255,11 +263,17 @@ fn compute(key: &str, mode: &str) -> JsonB {
             let [added_sql, removed_sql] =
                 d::entity_changes_sql(&compiled, &selects, &audience, &run_param, &rel_param);
             let [apply_in, apply_out] = d::apply_entities_sql(&audience, &run_param, &rel_param);
-            let mut statements = vec![added_sql, removed_sql, apply_in, apply_out];
+            let a = args(&p);
+            let n = d::run(&[added_sql, removed_sql], &a);
+            refresh_stats_if_big("linked_audiences.membership_changes", n[0] + n[1], 0);
+            let mut statements = vec![apply_in];
+            if n[1] > 0 {
+                statements.push(apply_out);
+            }
             if !record {
                 statements.push(d::unrecord_entities_sql(&audience, &run_param, &rel_param));
             }
-            let n = d::run(&statements, &args(&p));
+            d::run(&statements, &a);
             let (a, r) = if record { (n[0], n[1]) } else { (0, 0) };
             pgrx::notice!("linked_audiences: {key}: {rel}: {a} entities added, {r} removed");
             refresh_stats_if_big("linked_audiences.audience_entities", n[0] + n[1], n[0]);
