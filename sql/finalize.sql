@@ -33,35 +33,8 @@ BEGIN
 END
 $$;
 
--- The capture trigger (la_capture_changes): records, once per statement and set-based,
--- the distinct values of the link columns (TG_ARGV[1:]) of the rows in the transition
--- tables of relation TG_ARGV[0]; a TRUNCATE is recorded as such. SECURITY DEFINER (an
--- exception to "functions run as the caller"): writers to the warehouse need no grant on
--- the extension's tables.
-CREATE FUNCTION linked_audiences.capture_rows() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    cols text := '';
-    rows_from text;
-BEGIN
-    IF TG_OP = 'TRUNCATE' THEN
-        INSERT INTO linked_audiences.change_log (relation, col, value) VALUES (TG_ARGV[0], '', NULL);
-        RETURN NULL;
-    END IF;
-    FOR i IN 1 .. TG_NARGS - 1 LOOP
-        cols := cols || CASE WHEN i > 1 THEN ', ' ELSE '' END
-                || format('(%L, x.%I::pg_catalog.text)', TG_ARGV[i], TG_ARGV[i]);
-    END LOOP;
-    rows_from := CASE TG_OP
-        WHEN 'INSERT' THEN 'la_new_rows'
-        WHEN 'DELETE' THEN 'la_old_rows'
-        ELSE '(SELECT * FROM la_new_rows UNION ALL SELECT * FROM la_old_rows)' END;
-    EXECUTE format('INSERT INTO linked_audiences.change_log (relation, col, value)
-                    SELECT DISTINCT %L, v.col, v.value FROM %s x, LATERAL (VALUES %s) v(col, value)
-                    WHERE v.value IS NOT NULL', TG_ARGV[0], rows_from, cols);
-    RETURN NULL;
-END
-$$;
+-- The capture trigger, linked_audiences.capture_rows(), is written in Rust
+-- (src/capture/trigger.rs): its INSERT is prepared once per session.
 
 -- Computes every enabled audience, referenced audiences before those that reference
 -- them. First warns about schedules whose last three runs failed.

@@ -355,29 +355,8 @@ CREATE TABLE linked_audiences.compute_position (
 -- exception to "functions run as the caller"): writers to the warehouse need no grant on
 -- the extension's tables.
 CREATE FUNCTION linked_audiences.capture_rows() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    cols text := '';
-    rows_from text;
-BEGIN
-    IF TG_OP = 'TRUNCATE' THEN
-        INSERT INTO linked_audiences.change_log (relation, col, value) VALUES (TG_ARGV[0], '', NULL);
-        RETURN NULL;
-    END IF;
-    FOR i IN 1 .. TG_NARGS - 1 LOOP
-        cols := cols || CASE WHEN i > 1 THEN ', ' ELSE '' END
-                || format('(%L, x.%I::pg_catalog.text)', TG_ARGV[i], TG_ARGV[i]);
-    END LOOP;
-    rows_from := CASE TG_OP
-        WHEN 'INSERT' THEN 'la_new_rows'
-        WHEN 'DELETE' THEN 'la_old_rows'
-        ELSE '(SELECT * FROM la_new_rows UNION ALL SELECT * FROM la_old_rows)' END;
-    EXECUTE format('INSERT INTO linked_audiences.change_log (relation, col, value)
-                    SELECT DISTINCT %L, v.col, v.value FROM %s x, LATERAL (VALUES %s) v(col, value)
-                    WHERE v.value IS NOT NULL', TG_ARGV[0], rows_from, cols);
-    RETURN NULL;
-END
-$$;
+LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'capture_rows_wrapper';
 
 -- The compute takes a mode (new signatures: the old ones go; pg_cron jobs calling
 -- la_compute_audience(key) or la_compute_all() resolve to them through the default).

@@ -17,6 +17,7 @@
 //! profile) gives every profile whose conditions may have changed.
 
 pub mod api;
+mod trigger;
 
 use crate::compile::sql::{quote_literal, Params};
 use crate::graph::catalog::{Catalog, Column, Table};
