@@ -86,8 +86,10 @@ pub fn entity_pairs_sql(
         .map(|s| {
             s.reached(
                 &c.profile,
+                // Distinct: a profile reaches one entity through several rows (a
+                // product in two of its carts, a junction, several paths).
                 &format!(
-                    "p.{pk}::pg_catalog.text AS profile_id, {} AS entity_id",
+                    "DISTINCT p.{pk}::pg_catalog.text AS profile_id, {} AS entity_id",
                     s.key_text()
                 ),
                 &format!(

@@ -145,3 +145,19 @@ SELECT (SELECT count(*) FROM linked_audiences.runs r
        (SELECT count(*) FROM linked_audiences.membership_changes c
         WHERE NOT EXISTS (SELECT 1 FROM linked_audiences.runs r WHERE r.id = c.run_id)) AS leftover_changes;
 DROP EXTENSION pg_cron;
+-- A profile that reaches one entity through several rows (the same product in two of
+-- its carts) tracks it once: one entity row, one Entity Added event.
+INSERT INTO carts VALUES (503, 1, 'open', '2026-11-26 10:00:00+00');
+INSERT INTO cart_items VALUES (5, 503, 'SKU-CATFOOD', 1);
+SELECT la_define_audience('cart_shoppers', '{"relationship": "cart_products"}') IS NOT NULL AS defined;
+SELECT la_activate('cart_shoppers', 'braze', 'Entity Added', 'cart_products') > 0 AS activated;
+SET client_min_messages = warning;
+SELECT r->>'members' AS members, r->>'entities_added' AS entities_added, r->>'events_written' AS events
+FROM la_compute_audience('cart_shoppers') r;
+RESET client_min_messages;
+SELECT e.profile_id, e.entity_id FROM linked_audiences.audience_entities e
+JOIN linked_audiences.audience a ON a.id = e.audience_id WHERE a.key = 'cart_shoppers' ORDER BY 1, 2;
+SELECT o.aggregateid, o.payload #>> '{properties,__entity}' AS entity, o.payload #>> '{properties,cart_products__sku}' AS sku
+FROM linked_audiences.outbox o WHERE o.audience = 'cart_shoppers' ORDER BY 1, 3;
+DELETE FROM cart_items WHERE id = 5;
+DELETE FROM carts WHERE id = 503;
