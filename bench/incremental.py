@@ -47,6 +47,7 @@ def main():
     ap.add_argument("--dir", default="/tmp/la-bench" if os.geteuid() == 0 else "/tmp/la-bench-" + run.getpass.getuser())
     ap.add_argument("--port", type=int, default=54333)
     ap.add_argument("--writers-only", action="store_true", help="only what capture costs writers")
+    ap.add_argument("--no-writers", action="store_true", help="leave out what capture costs writers")
     a = ap.parse_args()
     subprocess.run([sys.executable, os.path.join(run.ROOT, "bench/run.py"), str(a.scale), "--load-only", "--no-build",
                     "--dir", a.dir, "--port", str(a.port)], check=True)
@@ -84,7 +85,7 @@ def main():
     # bulk load, checkpointed after, so that one's cleanup does not land on the other.
     times = {"off": {"bulk": [], "single": []}, "on": {"bulk": [], "single": []}}
     script = "\n".join(f"UPDATE pets SET name = name WHERE id = {i};" for i in range(1, 5001))
-    for _ in range(5):
+    for _ in range(0 if a.no_writers else 5):
         for state in ("off", "on"):
             pg.psql(quiet, f"SELECT la_capture_changes({'false' if state == 'off' else 'true'})", "CHECKPOINT")
             t0 = time.time()
@@ -96,6 +97,8 @@ def main():
             times[state]["bulk"].append(bulk)
             pg.psql("DELETE FROM transactions WHERE id > 900000000", "VACUUM transactions", "CHECKPOINT")
     writer = {state: (run.median(t["bulk"]), run.median(t["single"])) for state, t in times.items()}
+    if a.no_writers:
+        writer = None
     pg.psql(quiet, "SELECT la_capture_changes(false)")
 
     print(f"Scale {a.scale} ({profiles} profiles); incremental, then full, then the hand-written query's count, on the same data.\n")
@@ -105,6 +108,8 @@ def main():
         written = res["entered"] + res["exited"] + res["entities_added"] + res["entities_removed"]
         print(f"| {key} | {change} | {res['profiles_evaluated']} | {fmt(inc)} | {fmt(full) if full else '-'} | "
               f"{fmt(hand) if hand else '-'} | {run.ratio(full, inc) if full else '-'} | {written} |")
+    if writer is None:
+        return
     print()
     print("| writer | capture off | capture on | on / off |")
     print("| --- | ---: | ---: | ---: |")

@@ -495,8 +495,8 @@ fn la_preview_event(activation_id: i64, profile_id: default!(Option<String>, "NU
     let rel = params.text(activation.entity.clone().unwrap_or_default());
     let change = params.text(change);
     let ctx = super::events::EventCtx {
-        graph: &env.graph(),
-        cat: &env.cat(),
+        graph: env.graph(),
+        cat: env.cat(),
         compiled: &compiled,
         audience_key: &key,
         audience_id,

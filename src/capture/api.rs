@@ -73,7 +73,7 @@ fn set_capture(enabled: bool) -> Result<Value> {
         return Ok(json!([]));
     }
     let env = load_env()?;
-    let planned = plan(&env.graph(), &env.cat());
+    let planned = plan(env.graph(), env.cat());
     let mut captured = Vec::new();
     let mut skipped = Vec::new();
     for c in &planned {

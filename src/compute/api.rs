@@ -131,11 +131,11 @@ fn compute(key: &str, mode: &str) -> JsonB {
             let mut p = Params::default();
             let snapshot = p.typed(prev.clone(), "pg_catalog.pg_snapshot");
             let then = p.typed(then.clone(), "pg_catalog.timestamptz");
-            let dirty = crate::capture::dirty_profiles_sql(&env.graph(), &env.cat(), "lg", &mut p)
+            let dirty = crate::capture::dirty_profiles_sql(env.graph(), env.cat(), "lg", &mut p)
                 .unwrap_or_else(|| raise(&internal("no profile table to map changes to")));
             let clock = crate::capture::clock_rows_sql(
-                &env.graph(),
-                &env.cat(),
+                env.graph(),
+                env.cat(),
                 &compiled.clock,
                 &then,
                 &mut p,
@@ -335,8 +335,8 @@ fn compute(key: &str, mode: &str) -> JsonB {
     let mut truncated = 0i64;
     if !activations.is_empty() && !nothing {
         let ctx = crate::activation::events::EventCtx {
-            graph: &env.graph(),
-            cat: &env.cat(),
+            graph: env.graph(),
+            cat: env.cat(),
             compiled: &compiled,
             audience_key: key,
             audience_id: stored.id,
