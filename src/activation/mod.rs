@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod events;
+pub mod outbox;
 pub mod payload;
 
 /// The five event choices of an activation, as Segment names them now.

@@ -21,6 +21,7 @@
 //! - `relationship.rs`: relationship nodes, counts and aggregates;
 //! - `predicate.rs`: filters and predicates, values typed as their columns, the column
 //!   type's own operators;
+//! - `property.rs`: predicates on event properties, typed by their JSON literals;
 //! - `shape.rs`: the SQL shapes of a condition over related rows (semi-join, grouped,
 //!   per profile);
 //! - `query.rs`: what comes out: the compiled query and the SQL built from it (members,
@@ -46,6 +47,7 @@ use std::collections::BTreeMap;
 mod nodes;
 mod path;
 mod predicate;
+mod property;
 mod query;
 mod relationship;
 mod shape;

@@ -350,7 +350,7 @@ fn compute(key: &str, mode: &str) -> JsonB {
         let o = if distributed {
             outbox_distributed(ctx, &activations, &audience)
         } else {
-            let sql = crate::activation::events::outbox_insert_sql(&ctx, &activations, &changes);
+            let sql = crate::activation::outbox::outbox_insert_sql(&ctx, &activations, &changes);
             ok_or_raise(jsonb_write(&sql, &args(&ctx.into_params()))).unwrap_or(Value::Null)
         };
         events_written = o["written"].as_i64().unwrap_or(0);
@@ -418,7 +418,7 @@ fn compute(key: &str, mode: &str) -> JsonB {
     }))
 }
 
-/// The run's events into the outbox on Citus (`activation::events::outbox_insert_distributed`):
+/// The run's events into the outbox on Citus (`activation::outbox::outbox_insert_distributed`):
 /// the events are collected in a temporary table (replacing the one a previous compute
 /// of this transaction left), then written and notified on the coordinator.
 fn outbox_distributed(
@@ -426,7 +426,7 @@ fn outbox_distributed(
     activations: &[crate::activation::events::Activation],
     audience: &str,
 ) -> Value {
-    use crate::activation::events::{outbox_insert_distributed, EVENTS_TABLE};
+    use crate::activation::outbox::{outbox_insert_distributed, EVENTS_TABLE};
     let mut statements = outbox_insert_distributed(&ctx, activations, audience);
     let params = ctx.into_params();
     let left_over = ok_or_raise(jsonb_row(
