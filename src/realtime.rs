@@ -85,11 +85,34 @@ pub extern "C-unwind" fn linked_audiences_realtime_main(_arg: pg_sys::Datum) {
             continue;
         }
         let due = BackgroundWorker::transaction(due_audiences);
+        let computed = !due.is_empty();
         for (key, owner) in due {
             if BackgroundWorker::sigterm_received() {
                 break;
             }
-            BackgroundWorker::transaction(move || compute_as(&key, &owner));
+            // The audience's compute lock, held by this session across the compute's
+            // transaction (a compute takes it again, re-entrantly): taken before that
+            // transaction's snapshot, so the snapshot sees whatever an earlier compute of
+            // the audience committed, and no other compute of it can start meanwhile.
+            let Some(id) = BackgroundWorker::transaction(|| lock_audience(&key)) else {
+                continue;
+            };
+            // One snapshot for the whole compute: members, tracked entities and payload
+            // enrichment read one state of the warehouse.
+            repeatable_read(move || compute_as(&key, &owner));
+            BackgroundWorker::transaction(move || unlock_audience(id));
+        }
+        // A compute in REPEATABLE READ leaves the change log alone (a concurrent prune
+        // would fail it); the worker prunes after its computes, in READ COMMITTED.
+        if computed {
+            BackgroundWorker::transaction(|| {
+                if let Err(e) = crate::compute::prune_change_log() {
+                    warning!(
+                        "linked_audiences realtime: pruning the change log: {}",
+                        e.full_message()
+                    );
+                }
+            });
         }
     }
     log!("linked_audiences realtime: stopped");
@@ -137,6 +160,39 @@ fn due_audiences() -> Vec<(String, String)> {
     .map(|j| j.0)
     .unwrap_or_default();
     serde_json::from_value::<Vec<(String, String)>>(due).unwrap_or_default()
+}
+
+/// Takes the compute lock of an audience for this session; its id, or `None` when the
+/// audience no longer exists.
+fn lock_audience(key: &str) -> Option<i64> {
+    let id = Spi::get_one_with_args::<i64>(
+        "SELECT a.id FROM linked_audiences.audience a WHERE a.key = $1",
+        &[key.into()],
+    )
+    .ok()
+    .flatten()?;
+    Spi::run_with_args(
+        "SELECT pg_catalog.pg_advisory_lock(1279345491, $1::pg_catalog.int4)",
+        &[id.into()],
+    )
+    .ok()?;
+    Some(id)
+}
+
+fn unlock_audience(id: i64) {
+    let _ = Spi::run_with_args(
+        "SELECT pg_catalog.pg_advisory_unlock(1279345491, $1::pg_catalog.int4)",
+        &[id.into()],
+    );
+}
+
+/// Runs `body` in a transaction at REPEATABLE READ (the transaction's isolation comes
+/// from the default when it starts), then puts READ COMMITTED back as the default.
+fn repeatable_read<F: FnOnce() + std::panic::UnwindSafe + std::panic::RefUnwindSafe>(body: F) {
+    // SAFETY: the worker is single-threaded, and no transaction is open here.
+    unsafe { pg_sys::DefaultXactIsoLevel = pg_sys::XACT_REPEATABLE_READ as i32 };
+    BackgroundWorker::transaction(body);
+    unsafe { pg_sys::DefaultXactIsoLevel = pg_sys::XACT_READ_COMMITTED as i32 };
 }
 
 /// One compute, as the audience's owner (when that role still exists).

@@ -585,18 +585,16 @@ fn record_position(audience_id: i64, snapshot: &str, fingerprint: &str, clock: b
         )
         .map_err(internal),
     );
-    ok_or_raise(
-        Spi::run(
-            "WITH m AS (SELECT min(pg_catalog.pg_snapshot_xmin(cp.snapshot)) AS x
-                        FROM linked_audiences.compute_position cp
-                        JOIN linked_audiences.audience a ON a.id = cp.audience_id AND a.enabled),
-                  d AS (DELETE FROM linked_audiences.change_log l USING m WHERE l.tx < m.x RETURNING 1)
-             UPDATE linked_audiences.capture c SET pruned_before = m.x FROM m
-             WHERE m.x IS NOT NULL AND (c.pruned_before IS NULL OR c.pruned_before < m.x)
-               AND EXISTS (SELECT 1 FROM d)",
-        )
-        .map_err(internal),
-    );
+    // Under READ COMMITTED (a manual call, pg_cron); a compute in REPEATABLE READ (the
+    // real-time worker's) would fail if another compute pruned the same rows since its
+    // snapshot: the worker prunes after its computes instead.
+    let read_committed = ok_or_raise(jsonb_row(
+        "SELECT pg_catalog.to_jsonb(pg_catalog.current_setting('transaction_isolation') = 'read committed')",
+        &[],
+    ));
+    if read_committed == Some(Value::Bool(true)) {
+        ok_or_raise(super::prune_change_log());
+    }
 }
 
 /// Materializes a SELECT, its parameters bound (never spliced into the SQL), in a

@@ -147,3 +147,18 @@ SELECT pg_catalog.jsonb_build_object(
     'removed', (SELECT pg_catalog.count(*) FROM log WHERE change = 'entity_removed'))"
     )
 }
+
+/// Prunes the change log below the oldest position of the enabled audiences (every one
+/// of them has seen those rows), recording how far it went.
+pub fn prune_change_log() -> crate::error::Result<()> {
+    pgrx::Spi::run(
+        "WITH m AS (SELECT min(pg_catalog.pg_snapshot_xmin(cp.snapshot)) AS x
+                    FROM linked_audiences.compute_position cp
+                    JOIN linked_audiences.audience a ON a.id = cp.audience_id AND a.enabled),
+              d AS (DELETE FROM linked_audiences.change_log l USING m WHERE l.tx < m.x RETURNING 1)
+         UPDATE linked_audiences.capture c SET pruned_before = m.x FROM m
+         WHERE m.x IS NOT NULL AND (c.pruned_before IS NULL OR c.pruned_before < m.x)
+           AND EXISTS (SELECT 1 FROM d)",
+    )
+    .map_err(crate::sql::internal)
+}
