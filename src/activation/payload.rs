@@ -121,10 +121,7 @@ pub fn fit(payload: &mut Value, max_bytes: usize) -> bool {
     } else {
         "properties"
     };
-    loop {
-        let Some(body) = payload.get_mut(key).and_then(Value::as_object_mut) else {
-            break;
-        };
+    while let Some(body) = payload.get_mut(key).and_then(Value::as_object_mut) {
         let longest = body
             .iter()
             .filter(|(_, v)| is_entity_array(v))

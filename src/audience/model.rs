@@ -700,11 +700,7 @@ pub fn referenced_audiences(n: &Node, out: &mut Vec<String>) {
     match &n.kind {
         NodeKind::All(v) | NodeKind::Any(v) => v.iter().for_each(|c| referenced_audiences(c, out)),
         NodeKind::Not(c) => referenced_audiences(c, out),
-        NodeKind::Audience { key, .. } => {
-            if !out.contains(key) {
-                out.push(key.clone())
-            }
-        }
+        NodeKind::Audience { key, .. } if !out.contains(key) => out.push(key.clone()),
         _ => {}
     }
 }

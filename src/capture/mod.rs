@@ -254,7 +254,7 @@ impl<'a> Mapper<'a> {
                 .and_then(|t| Some((t, t.column(left_column)?)))
             {
                 let values = self.values(jt, lc);
-                out.extend(self.from_parent_values(placed, &values));
+                out.extend(self.rows_of_parents(placed, &values));
             }
         }
         out
@@ -264,7 +264,7 @@ impl<'a> Mapper<'a> {
     /// of `values`.
     fn up(&mut self, placed: &Placed<'_>, values: &str) -> Option<String> {
         match resolve(placed).ok()? {
-            ResolvedJoin::Direct { .. } => self.from_parent_values(placed, values),
+            ResolvedJoin::Direct { .. } => self.rows_of_parents(placed, values),
             ResolvedJoin::Junction {
                 table_ref,
                 left_column,
@@ -279,7 +279,7 @@ impl<'a> Mapper<'a> {
                     jt = jt.quoted,
                     cond = Self::typed_in(&format!("j.{}", rc.quoted), rc, values)
                 );
-                self.from_parent_values(placed, &via)
+                self.rows_of_parents(placed, &via)
             }
             ResolvedJoin::ExternalId { id_type, .. } => {
                 let ids = self.graph.profile.as_ref()?.identifiers.as_ref()?;
@@ -305,7 +305,7 @@ impl<'a> Mapper<'a> {
 
     /// The profiles reaching parent rows of `placed` whose join column (the parent side
     /// of `placed`'s join) holds one of `values`.
-    fn from_parent_values(&mut self, placed: &Placed<'_>, values: &str) -> Option<String> {
+    fn rows_of_parents(&mut self, placed: &Placed<'_>, values: &str) -> Option<String> {
         let parent_column = match resolve(placed).ok()? {
             ResolvedJoin::Direct { parent_column, .. }
             | ResolvedJoin::Junction { parent_column, .. } => parent_column,

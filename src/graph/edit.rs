@@ -118,7 +118,7 @@ pub fn upsert_relationship(
         }
         let under_itself = g
             .path_to(parent)
-            .is_some_and(|trail| trail.iter().any(|s| *s == rel.slug));
+            .is_some_and(|trail| trail.contains(&rel.slug));
         if under_itself {
             return Err(Problem::invalid(
                 "parent",
