@@ -35,22 +35,39 @@ pub fn outbox_insert_sql(
         aud = ctx.typed(&ctx.audience_id.to_string(), "pg_catalog.int8"),
     )
     };
-
-    // Events that may be over the size limit (their jsonb text is never shorter than
-    // the compact JSON the limit is about) are fitted and mapped in Rust; the others are
-    // mapped in SQL, to the same result.
-    let mapping = super::payload::map_event_sql("ev.payload", "ev.preset");
     format!(
         "WITH ch AS MATERIALIZED ({changes_sql}),
 {existing}
 ev AS ({events}),
-fin AS MATERIALIZED (
+{write},
+note AS (
+    SELECT pg_catalog.pg_notify('linked_audiences_outbox', d.destination)
+    FROM (SELECT DISTINCT destination FROM st) d)
+SELECT pg_catalog.jsonb_build_object(
+    'written', (SELECT pg_catalog.count(*) FROM st),
+    'truncated', (SELECT pg_catalog.count(*) FROM fin WHERE (f->>'truncated')::pg_catalog.bool),
+    'notified', (SELECT pg_catalog.count(*) FROM note))",
+        events = selects.join("\n    UNION ALL\n    "),
+        write = write_ctes(ctx, "ev"),
+    )
+}
+
+/// `fin`, `ins`, `st`: the events of `events` (a relation with the events' columns)
+/// fitted to the size limit and mapped for their preset, written into the outbox and its
+/// delivery state in send order per destination and user (identify first).
+fn write_ctes(ctx: &EventCtx<'_>, events: &str) -> String {
+    // Events that may be over the size limit (their jsonb text is never shorter than
+    // the compact JSON the limit is about) are fitted and mapped in Rust; the others are
+    // mapped in SQL, to the same result.
+    let (action, mapped) = super::payload::map_event_sql("ev.payload", "ev.preset");
+    format!(
+        "fin AS MATERIALIZED (
     SELECT ev.*,
            CASE WHEN pg_catalog.octet_length(ev.payload::pg_catalog.text) > {max}
                 THEN linked_audiences.finish_event(ev.preset, ev.payload, {max})
                 ELSE pg_catalog.jsonb_build_object('payload', ev.payload, 'action', {action},
                                                    'mapped', {mapped}, 'truncated', false) END AS f
-    FROM ev),
+    FROM {events} ev),
 ins AS (
     INSERT INTO linked_audiences.outbox
         (id, aggregatetype, aggregateid, type, payload, destination, audience, activation_id, action, mapped, run_id)
@@ -60,18 +77,8 @@ ins AS (
 st AS (
     INSERT INTO linked_audiences.outbox_state (id, destination, aggregateid, seq)
     SELECT id, destination, aggregateid, seq FROM ins
-    RETURNING destination),
-note AS (
-    SELECT pg_catalog.pg_notify('linked_audiences_outbox', d.destination)
-    FROM (SELECT DISTINCT destination FROM st) d)
-SELECT pg_catalog.jsonb_build_object(
-    'written', (SELECT pg_catalog.count(*) FROM st),
-    'truncated', (SELECT pg_catalog.count(*) FROM fin WHERE (f->>'truncated')::pg_catalog.bool),
-    'notified', (SELECT pg_catalog.count(*) FROM note))",
-        events = selects.join("\n    UNION ALL\n    "),
+    RETURNING destination)",
         max = super::payload::MAX_EVENT_BYTES,
-        action = mapping.0,
-        mapped = mapping.1,
         key = ctx.value(ctx.audience_key),
         run = ctx.run,
     )
@@ -128,32 +135,12 @@ pub fn outbox_insert_distributed(
         };
         out.push(format!("INSERT INTO {EVENTS_TABLE} {select}"));
     }
-    let mapping = super::payload::map_event_sql("ev.payload", "ev.preset");
     out.push(format!(
-        "WITH fin AS MATERIALIZED (
-    SELECT ev.*,
-           CASE WHEN pg_catalog.octet_length(ev.payload::pg_catalog.text) > {max}
-                THEN linked_audiences.finish_event(ev.preset, ev.payload, {max})
-                ELSE pg_catalog.jsonb_build_object('payload', ev.payload, 'action', {action},
-                                                   'mapped', {mapped}, 'truncated', false) END AS f
-    FROM {EVENTS_TABLE} ev),
-ins AS (
-    INSERT INTO linked_audiences.outbox
-        (id, aggregatetype, aggregateid, type, payload, destination, audience, activation_id, action, mapped, run_id)
-    SELECT id, destination, user_id, event, f->'payload', destination, {key}, activation_id, f->>'action', f->'mapped', {run}
-    FROM fin ORDER BY destination, user_id, kind, activation_id, entity_id
-    RETURNING id, destination, aggregateid, seq),
-st AS (
-    INSERT INTO linked_audiences.outbox_state (id, destination, aggregateid, seq)
-    SELECT id, destination, aggregateid, seq FROM ins
-    RETURNING destination)
+        "WITH {write}
 SELECT pg_catalog.jsonb_build_object(
     'written', (SELECT pg_catalog.count(*) FROM st),
     'truncated', (SELECT pg_catalog.count(*) FROM fin WHERE (f->>'truncated')::pg_catalog.bool))",
-        max = super::payload::MAX_EVENT_BYTES,
-        action = mapping.0,
-        mapped = mapping.1,
-        key = ctx.value(ctx.audience_key),
+        write = write_ctes(ctx, EVENTS_TABLE),
     ));
     out.push(format!(
         "SELECT pg_catalog.pg_notify('linked_audiences_outbox', d.destination) FROM (SELECT DISTINCT destination FROM {EVENTS_TABLE}) d"
