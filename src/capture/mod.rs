@@ -93,13 +93,16 @@ pub fn plan<'a>(graph: &DataGraph, cat: &'a Catalog) -> Vec<Captured<'a>> {
 
 /// The SQL of the profile ids (as text, as `audience_members` stores them) touched by
 /// the rows of `log` (a relation with columns `relation`, `col`, `value`). Identifier
-/// types of external ids are parameters added to `params`.
+/// types of external ids are parameters added to `params`. Only the tables in `reads`
+/// (quoted, those an audience reads) are mapped: a change to any other cannot move it.
 pub fn dirty_profiles_sql(
     graph: &DataGraph,
     cat: &Catalog,
     log: &str,
     params: &mut Params,
+    reads: &[String],
 ) -> Option<String> {
+    let read = |t: &Table| reads.iter().any(|r| *r == t.quoted);
     let profile = graph.profile.as_ref()?;
     let pt = cat.table(&profile.table_ref)?;
     let pk = pt.column(&profile.primary_key)?;
@@ -116,6 +119,7 @@ pub fn dirty_profiles_sql(
         if let Some((it, key)) = cat
             .table(&ids.table_ref)
             .and_then(|t| Some((t, t.column(&ids.profile_key)?)))
+            .filter(|(t, _)| read(t))
         {
             parts.push(m.logged(it, key));
         }
@@ -124,12 +128,18 @@ pub fn dirty_profiles_sql(
         if let Some((et, key)) = cat
             .table(&ev.table_ref)
             .and_then(|t| Some((t, t.column(&ev.profile_key)?)))
+            .filter(|(t, _)| read(t))
         {
             parts.push(m.logged(et, key));
         }
     }
     for placed in graph.relationships() {
-        parts.extend(m.relationship(&placed));
+        let entity_table = graph
+            .entity(&placed.rel.related_entity)
+            .and_then(|e| cat.table(&e.table_ref));
+        if entity_table.is_some_and(read) {
+            parts.extend(m.relationship(&placed));
+        }
     }
     Some(parts.join("\nUNION\n"))
 }
@@ -375,7 +385,17 @@ mod tests {
         let mut params = Params::default();
         params.text("before");
         params.text("after");
-        let sql = dirty_profiles_sql(&graph, &cat, "lg", &mut params).unwrap();
+        let every: Vec<String> = [
+            "profiles",
+            "households",
+            "pets",
+            "accounts",
+            "profile_identifiers",
+        ]
+        .iter()
+        .map(|t| format!("public.{t}"))
+        .collect();
+        let sql = dirty_profiles_sql(&graph, &cat, "lg", &mut params, &every).unwrap();
         assert!(sql.contains(
             "SELECT p.id::pg_catalog.text FROM public.profiles p WHERE p.household_id IN (SELECT x.v::bigint FROM (SELECT t.id::pg_catalog.text FROM public.households t WHERE t.id IN (SELECT x.v::bigint FROM (SELECT l.value FROM lg l WHERE l.relation = 'public.pets' AND l.col = 'household_id') x(v))) x(v))"
         ), "{sql}");
@@ -385,5 +405,28 @@ mod tests {
             crate::compile::sql::ParamValue::Text("email".into())
         );
         assert!(sql.contains("i.type = $3::text"), "{sql}");
+    }
+
+    #[test]
+    fn only_the_tables_an_audience_reads_are_mapped() {
+        let graph = parse(&demo_graph_json()).unwrap();
+        let cat = demo_catalog();
+        let reads = vec!["public.profiles".to_string(), "public.pets".to_string()];
+        let sql = dirty_profiles_sql(&graph, &cat, "lg", &mut Params::default(), &reads).unwrap();
+        assert!(sql.contains("l.relation = 'public.pets'"), "{sql}");
+        assert!(sql.contains("l.relation = 'public.profiles'"), "{sql}");
+        for other in [
+            "transactions",
+            "credit_cards",
+            "accounts",
+            "profile_identifiers",
+            "events",
+            "cart_items",
+        ] {
+            assert!(
+                !sql.contains(&format!("l.relation = 'public.{other}'")),
+                "{other}: {sql}"
+            );
+        }
     }
 }

@@ -131,8 +131,15 @@ fn compute(key: &str, mode: &str) -> JsonB {
             let mut p = Params::default();
             let snapshot = p.typed(prev.clone(), "pg_catalog.pg_snapshot");
             let then = p.typed(then.clone(), "pg_catalog.timestamptz");
-            let dirty = crate::capture::dirty_profiles_sql(env.graph(), env.cat(), "lg", &mut p)
-                .unwrap_or_else(|| raise(&internal("no profile table to map changes to")));
+            let reads = p.array(compiled.tables.clone(), "pg_catalog.text");
+            let dirty = crate::capture::dirty_profiles_sql(
+                env.graph(),
+                env.cat(),
+                "lg",
+                &mut p,
+                &compiled.tables,
+            )
+            .unwrap_or_else(|| raise(&internal("no profile table to map changes to")));
             let clock = crate::capture::clock_rows_sql(
                 env.graph(),
                 env.cat(),
@@ -146,7 +153,8 @@ fn compute(key: &str, mode: &str) -> JsonB {
                     "WITH lg AS MATERIALIZED (
                          SELECT l.relation, l.col, l.value FROM linked_audiences.change_log l
                          WHERE l.tx >= pg_catalog.pg_snapshot_xmin({snapshot})
-                           AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, {snapshot}){clock})
+                           AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, {snapshot})
+                           AND l.relation = ANY ({reads}){clock})
                      SELECT DISTINCT d.profile_id FROM ({dirty}) d(profile_id) WHERE d.profile_id IS NOT NULL"
                 ),
                 &p,
@@ -525,8 +533,14 @@ fn incremental_from(
              FROM linked_audiences.change_log l
              WHERE l.tx >= pg_catalog.pg_snapshot_xmin(cp.snapshot)
                AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot)
+               -- Only the tables this audience reads: a change elsewhere cannot move it.
+               AND l.relation = ANY ($3::pg_catalog.text[])
              HAVING pg_catalog.count(*) > 0) log ON true",
-        &[audience_id.into(), fingerprint.into()],
+        &[
+            audience_id.into(),
+            fingerprint.into(),
+            compiled.tables.clone().into(),
+        ],
     )?
     .unwrap_or(Value::Null);
     if s["capture"] != json!(true) {
