@@ -68,8 +68,9 @@ def main():
     rows = []
     # Nothing changed.
     defs = {key: json.dumps(d).replace("'", "''") for key, d, _ in AUDIENCES}
-    # (psql -c prints the last statement's result only: the SET, nothing.)
-    setup = {key: (f"SELECT la_validate_audience('{defs[key]}'); " if a.warm else "") + quiet for key in defs}
+    # (In a DO block: psql 15 prints every statement's result of a -c string.)
+    setup = {key: (f"DO $$ BEGIN PERFORM la_validate_audience('{defs[key]}'); END $$; " if a.warm else "") + quiet
+             for key in defs}
     for key, _, _ in ([] if a.writers_only else AUDIENCES):
         ms, out = pg.timed(f"SELECT la_compute_audience('{key}', 'incremental')", setup=setup[key])
         rows.append((key, "none", ms, None, None, json.loads(out.split("\n")[0])))
