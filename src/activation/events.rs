@@ -8,7 +8,7 @@ use crate::compile::sql::Params;
 use crate::compile::{Compiled, EntitySelect};
 use crate::graph::catalog::{Catalog, Table};
 use crate::graph::joins::{resolve, ResolvedJoin};
-use crate::graph::model::{DataGraph, Entity, Join};
+use crate::graph::model::{DataGraph, Entity};
 use serde::Deserialize;
 use serde_json::Value;
 use std::cell::RefCell;
@@ -255,13 +255,10 @@ fn link(ctx: &EventCtx<'_>, parent: &str, a: &str, child: &str, b: &str) -> Opti
             left_column,
             right_column,
             child_column,
+            profile_key,
         } => {
             let jt = ctx.cat.table(&table_ref)?;
-            let junction_key = match &placed.rel.join {
-                Join::Junction(j) => j.profile_key.as_deref(),
-                _ => None,
-            };
-            let owned = member_owns(ctx, jt, junction_key, &format!("{b}j"))
+            let owned = member_owns(ctx, jt, profile_key.as_deref(), &format!("{b}j"))
                 .map(|c| format!(" AND {c}"))
                 .unwrap_or_default();
             format!(

@@ -102,7 +102,7 @@ pub fn dirty_profiles_sql(
     params: &mut Params,
     reads: &[String],
 ) -> Option<String> {
-    let read = |t: &Table| reads.iter().any(|r| *r == t.quoted);
+    let read = |t: &Table| reads.contains(&t.quoted);
     let profile = graph.profile.as_ref()?;
     let pt = cat.table(&profile.table_ref)?;
     let pk = pt.column(&profile.primary_key)?;

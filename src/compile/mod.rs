@@ -37,7 +37,7 @@ use crate::audience::model::{
 use crate::error::{Kind, Problem};
 use crate::graph::catalog::{comparable, Catalog, Column, Table};
 use crate::graph::joins::{resolve, ResolvedJoin};
-use crate::graph::model::{DataGraph, Entity, Join};
+use crate::graph::model::{DataGraph, Entity};
 use crate::graph::validate::ValidatedGraph;
 use crate::names::{hint_for, path_key};
 use serde_json::Value;

@@ -288,6 +288,7 @@ impl<'a> Compiler<'a> {
                     left_column,
                     right_column,
                     child_column,
+                    profile_key,
                 } => {
                     let jt = cat.table(&table_ref)?;
                     tables.push(jt);
@@ -297,10 +298,7 @@ impl<'a> Compiler<'a> {
                     let rc = col(jt, &right_column)?;
                     let cc = col(table, &child_column)?;
                     // The junction's own profile key: equated with each side that has one.
-                    let jk = match &placed.rel.join {
-                        Join::Junction(j) => j.profile_key.as_deref().and_then(|k| col(jt, k)),
-                        _ => None,
-                    };
+                    let jk = profile_key.as_deref().and_then(|k| col(jt, k));
                     let mut inner = format!("{alias}.{cc} = {ja}.{rc}");
                     if let Some(jk) = &jk {
                         if let Some(ck) = child_key.and_then(|k| col(table, k)) {

@@ -599,16 +599,7 @@ fn record_position(audience_id: i64, snapshot: &str, fingerprint: &str, clock: b
         )
         .map_err(internal),
     );
-    // Under READ COMMITTED (a manual call, pg_cron); a compute in REPEATABLE READ (the
-    // real-time worker's) would fail if another compute pruned the same rows since its
-    // snapshot: the worker prunes after its computes instead.
-    let read_committed = ok_or_raise(jsonb_row(
-        "SELECT pg_catalog.to_jsonb(pg_catalog.current_setting('transaction_isolation') = 'read committed')",
-        &[],
-    ));
-    if read_committed == Some(Value::Bool(true)) {
-        ok_or_raise(super::prune_change_log());
-    }
+    ok_or_raise(super::prune_change_log());
 }
 
 /// Materializes a SELECT, its parameters bound (never spliced into the SQL), in a

@@ -149,12 +149,16 @@ SELECT pg_catalog.jsonb_build_object(
 }
 
 /// Prunes the change log below the oldest position of the enabled audiences (every one
-/// of them has seen those rows), recording how far it went.
+/// of them has seen those rows), recording how far it went. Only under READ COMMITTED (a
+/// manual call, pg_cron, the worker after its computes): a compute in REPEATABLE READ
+/// (the real-time worker's) would fail if another compute pruned the same rows since its
+/// snapshot, so there it prunes nothing.
 pub fn prune_change_log() -> crate::error::Result<()> {
     pgrx::Spi::run(
         "WITH m AS (SELECT min(pg_catalog.pg_snapshot_xmin(cp.snapshot)) AS x
                     FROM linked_audiences.compute_position cp
-                    JOIN linked_audiences.audience a ON a.id = cp.audience_id AND a.enabled),
+                    JOIN linked_audiences.audience a ON a.id = cp.audience_id AND a.enabled
+                    WHERE pg_catalog.current_setting('transaction_isolation') = 'read committed'),
               d AS (DELETE FROM linked_audiences.change_log l USING m WHERE l.tx < m.x RETURNING 1)
          UPDATE linked_audiences.capture c SET pruned_before = m.x FROM m
          WHERE m.x IS NOT NULL AND (c.pruned_before IS NULL OR c.pruned_before < m.x)

@@ -65,6 +65,8 @@ pub enum ResolvedJoin {
         left_column: String,
         right_column: String,
         child_column: String,
+        /// The junction's column holding the owning profile's key, if it names one.
+        profile_key: Option<String>,
     },
 }
 
@@ -200,6 +202,7 @@ pub fn resolve(placed: &Placed<'_>) -> Result<ResolvedJoin, JoinError> {
                 left_column,
                 right_column,
                 child_column,
+                profile_key: j.profile_key.clone(),
             })
         }
     }

@@ -519,6 +519,7 @@ impl<'a> Checker<'a> {
                 left_column,
                 right_column,
                 child_column,
+                ..
             } => {
                 let at = path_key(path, "junction_table");
                 let left = path_key(&at, "left_join_on");
