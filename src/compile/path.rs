@@ -1,55 +1,25 @@
-//! Relationship paths: which relationships a node implies (`hops`), and how their rows
-//! join from the scope row (`chain`), with the pass-through row a foreign key lets us
-//! leave out.
+//! Planning relationship paths: which relationships a node implies (`hops`), and how
+//! their rows join from the scope row (`chain`): the catalog's columns of each hop, the
+//! profile keys equated on it, and whether its first row is a pass-through a foreign key
+//! lets the optimizer leave out.
 
+use super::plan::*;
 use super::*;
 
-/// A row in scope: the profile, or a related row.
-#[derive(Clone)]
-pub(super) struct Row<'a> {
-    /// "profile", or the relationship slug.
-    pub(super) slug: String,
-    pub(super) alias: String,
-    pub(super) table: &'a Table,
-    pub(super) entity: Option<&'a Entity>,
-}
-
-impl Row<'_> {
-    pub(super) fn what(&self) -> String {
-        match self.entity {
-            Some(e) => format!("entity \"{}\"", e.slug),
-            None => "the profile".to_string(),
-        }
-    }
-}
-
-/// A path of joins from a row in scope down to a relationship's rows.
+/// The planned path from a row in scope down to a relationship's rows.
 pub(super) struct Chain<'a> {
-    pub(super) from: String,
-    /// Join conditions that are not in `from`'s ON clauses.
-    pub(super) conds: Vec<String>,
-    /// The expression inside the subquery that equals `outer`.
-    pub(super) anchor: String,
-    /// The expression on the scope row.
-    pub(super) outer: String,
+    pub(super) hops: Vec<Hop<'a>>,
     pub(super) rows: Vec<Row<'a>>,
-    /// Whether one target row can be reached more than once from one anchor value
+    /// Whether one target row can be reached more than once from one scope row
     /// (a junction, an external id, or a join on a parent column that is not unique):
     /// counts must then be of distinct rows.
     pub(super) may_repeat: bool,
-    /// The same path without its first row, when a foreign key makes that row a pure
-    /// pass-through (see `passes_through`): usable when nothing refers to `dropped`.
-    pub(super) short: Option<Short>,
+    /// The first row passes through (see `passes_through`) and no key equality of the
+    /// first two hops needs it.
+    pub(super) droppable: bool,
     /// Every table the path joins (entities, junctions, identifiers), even those an
     /// optimization leaves out.
     pub(super) tables: Vec<&'a Table>,
-}
-
-/// A chain's `from` and `anchor` with its first row left out.
-pub(super) struct Short {
-    pub(super) from: String,
-    pub(super) anchor: String,
-    pub(super) dropped: String,
 }
 
 /// Whether a row R joined as `P.pa = R.rk` and joined on as `C.cb = R.rk` (the same key)
@@ -88,15 +58,15 @@ pub(super) fn alike(a: &Column, b: &Column) -> bool {
 
 /// The profile key column a row carries: its entity's `profile_key`, or the profile's
 /// primary key for the profile; `None` when it has none (a reference table).
-pub(super) fn profile_key_name(graph: &DataGraph, row: &Row<'_>) -> Option<String> {
+pub(super) fn profile_key<'a>(graph: &DataGraph, row: &Row<'a>) -> Option<&'a Column> {
     let name = match row.entity {
         Some(e) => e.profile_key.as_deref()?,
         None => &graph.profile.as_ref()?.primary_key,
     };
-    row.table.column(name).map(|_| name.to_string())
+    row.table.column(name)
 }
 
-impl<'a> Compiler<'a> {
+impl<'a> Planner<'a> {
     /// The relationship rows below the scope row down to `slug`.
     pub(super) fn hops(
         &mut self,
@@ -155,7 +125,7 @@ impl<'a> Compiler<'a> {
         Ok(full[base.len()..].to_vec())
     }
 
-    /// Builds the joins for `hops` starting at the scope row (for the node at `at`).
+    /// Plans the joins for `hops` starting at the scope row (for the node at `at`).
     pub(super) fn chain(
         &mut self,
         hops: &[String],
@@ -170,45 +140,36 @@ impl<'a> Compiler<'a> {
         )
     }
 
-    /// The joins of `chain`; `None` when the graph and the catalog snapshot disagree,
+    /// The joins of `hops`; `None` when the graph and the catalog snapshot disagree,
     /// which validation rules out.
-    fn joins(&mut self, hops: &[String], scope: &[Row<'a>]) -> Option<Chain<'a>> {
+    ///
+    /// Co-location: on each hop where both sides carry a profile key (the profile's
+    /// primary key for the profile, `profile_key` for entities and junctions), the keys
+    /// are equated too: Citus joins distributed tables only on their distribution
+    /// column. Hops to tables without one join as written.
+    fn joins(&mut self, slugs: &[String], scope: &[Row<'a>]) -> Option<Chain<'a>> {
         let graph = self.ctx.graph;
         let cat = self.ctx.cat;
-        let mut from = String::new();
-        let mut conds = Vec::new();
+        let mut hops: Vec<Hop<'a>> = Vec::new();
         let mut rows: Vec<Row<'a>> = Vec::new();
         let mut tables: Vec<&'a Table> = Vec::new();
-        let (mut anchor, mut outer) = (String::new(), String::new());
         let mut may_repeat = false;
-        let mut short: Option<Short> = None;
-        // The first hop's join columns, when it is a direct join: (parent's, its own).
-        let mut first_direct: Option<(String, String)> = None;
-        // Co-location: on each hop where both sides carry a profile key (the profile's
-        // primary key for the profile, `profile_key` for entities and junctions), the
-        // keys are equated too: Citus joins distributed tables only on their
-        // distribution column. Hops to tables without one join as written.
-        for (i, slug) in hops.iter().enumerate() {
+        let mut through = false;
+        for (i, slug) in slugs.iter().enumerate() {
             let placed = graph.relationship(slug)?;
             let entity = graph.entity(&placed.rel.related_entity)?;
             let table = cat.table(&entity.table_ref)?;
             tables.push(table);
-            let alias = self.alias("r");
             let parent = if i == 0 {
                 scope.last().cloned()?
             } else {
                 rows[i - 1].clone()
             };
+            let row = self.row(slug, table, Some(entity));
             let join = resolve(&placed).ok()?;
-            let col = |t: &Table, name: &str| t.column(name).map(|c| c.quoted.clone());
-            let mut on: Vec<String> = Vec::new();
-            let mut piece = String::new();
             // The profile keys of this hop's parent and child rows, when they carry one.
-            let parent_key = profile_key_name(graph, &parent);
-            let child_key = entity
-                .profile_key
-                .as_deref()
-                .filter(|k| table.column(k).is_some());
+            let parent_key = profile_key(graph, &parent);
+            let child_key = entity.profile_key.as_deref().and_then(|k| table.column(k));
             may_repeat |= match &join {
                 // Unique on the join column, or on it together with the profile key when
                 // the hop equates keys (a primary key unique per profile on Citus).
@@ -216,8 +177,8 @@ impl<'a> Compiler<'a> {
                     i > 0
                         && !parent.table.unique_on(&[parent_column.as_str()])
                         && !(child_key.is_some()
-                            && parent_key.as_deref().is_some_and(|k| {
-                                parent.table.unique_on(&[parent_column.as_str(), k])
+                            && parent_key.is_some_and(|k| {
+                                parent.table.unique_on(&[parent_column.as_str(), &k.name])
                             }))
                 }
                 // One identifier row per (profile, type, value) reaches each row once.
@@ -232,32 +193,43 @@ impl<'a> Compiler<'a> {
                     .unwrap_or(false),
                 ResolvedJoin::Junction { .. } => true,
             };
-            let mut through: Option<bool> = None;
-            let mut keyed_junction = false;
-            let (a, o) = match join {
+            let mut keys: Vec<KeyEq<'a>> = Vec::new();
+            let (join, anchor, outer, keyed_junction) = match join {
                 ResolvedJoin::Direct {
                     parent_column,
                     child_column,
                 } => {
-                    let pc = col(parent.table, &parent_column)?;
-                    let cc = col(table, &child_column)?;
-                    piece.push_str(&format!("{} {alias}", table.quoted));
-                    if i == 0 {
-                        first_direct = Some((parent_column.clone(), child_column.clone()));
-                    } else if i == 1 {
-                        through = Some(first_direct.as_ref().is_some_and(|(pa, rk)| {
-                            *rk == parent_column
-                                && passes_through(
-                                    scope.last().map(|r| r.table).unwrap_or(parent.table),
-                                    pa,
-                                    parent.table,
-                                    rk,
-                                    table,
-                                    &child_column,
-                                )
-                        }));
+                    let pc = parent.table.column(&parent_column)?;
+                    let cc = table.column(&child_column)?;
+                    if i == 1 {
+                        let (pa, rk) = match &hops[0].join {
+                            HopJoin::Direct { parent, child } => (Some(*parent), Some(*child)),
+                            _ => (None, None),
+                        };
+                        through = match (pa, rk) {
+                            (Some(pa), Some(rk)) => {
+                                rk.name == parent_column
+                                    && passes_through(
+                                        scope.last().map(|r| r.table).unwrap_or(parent.table),
+                                        &pa.name,
+                                        parent.table,
+                                        &rk.name,
+                                        table,
+                                        &child_column,
+                                    )
+                            }
+                            _ => false,
+                        };
                     }
-                    (format!("{alias}.{cc}"), format!("{}.{pc}", parent.alias))
+                    (
+                        HopJoin::Direct {
+                            parent: pc,
+                            child: cc,
+                        },
+                        (Side::Child, cc),
+                        (Side::Parent, pc),
+                        false,
+                    )
                 }
                 ResolvedJoin::ExternalId {
                     id_type,
@@ -267,20 +239,22 @@ impl<'a> Compiler<'a> {
                     let ids = profile.identifiers.as_ref()?;
                     let it = cat.table(&ids.table_ref)?;
                     tables.push(it);
-                    let ia = self.alias("i");
-                    let cc = col(table, &child_column)?;
-                    let key = col(it, &ids.profile_key)?;
-                    let ty_col = it.column(&ids.type_column)?;
-                    let (ty, eq) = (ty_col.quoted.clone(), ty_col.op("="));
-                    let val = col(it, &ids.value_column)?;
-                    let p = self.column_value(&id_type, ty_col);
-                    piece.push_str(&format!(
-                        "{it} {ia} JOIN {t} {alias} ON {alias}.{cc} = {ia}.{val} AND {ia}.{ty} {eq} {p}",
-                        it = it.quoted,
-                        t = table.quoted
-                    ));
-                    let ppk = col(parent.table, &profile.primary_key)?;
-                    (format!("{ia}.{key}"), format!("{}.{ppk}", parent.alias))
+                    let key = it.column(&ids.profile_key)?;
+                    let profile_pk = parent.table.column(&profile.primary_key)?;
+                    (
+                        HopJoin::ExternalId {
+                            ids: it,
+                            key,
+                            type_column: it.column(&ids.type_column)?,
+                            value_column: it.column(&ids.value_column)?,
+                            id_type,
+                            child: table.column(&child_column)?,
+                            profile_pk,
+                        },
+                        (Side::Junction, key),
+                        (Side::Parent, profile_pk),
+                        false,
+                    )
                 }
                 ResolvedJoin::Junction {
                     table_ref,
@@ -288,88 +262,81 @@ impl<'a> Compiler<'a> {
                     left_column,
                     right_column,
                     child_column,
-                    profile_key,
+                    profile_key: junction_key,
                 } => {
                     let jt = cat.table(&table_ref)?;
                     tables.push(jt);
-                    let ja = self.alias("j");
-                    let pc = col(parent.table, &parent_column)?;
-                    let lc = col(jt, &left_column)?;
-                    let rc = col(jt, &right_column)?;
-                    let cc = col(table, &child_column)?;
+                    let pc = parent.table.column(&parent_column)?;
+                    let lc = jt.column(&left_column)?;
+                    let rc = jt.column(&right_column)?;
+                    let cc = table.column(&child_column)?;
                     // The junction's own profile key: equated with each side that has one.
-                    let jk = profile_key.as_deref().and_then(|k| col(jt, k));
-                    let mut inner = format!("{alias}.{cc} = {ja}.{rc}");
-                    if let Some(jk) = &jk {
-                        if let Some(ck) = child_key.and_then(|k| col(table, k)) {
-                            if (&ck, jk) != (&cc, &rc) {
-                                inner.push_str(&format!(" AND {alias}.{ck} = {ja}.{jk}"));
+                    let jk = junction_key.as_deref().and_then(|k| jt.column(k));
+                    let mut inner = None;
+                    if let Some(jk) = jk {
+                        if let Some(ck) = child_key {
+                            if (ck.quoted.as_str(), jk.quoted.as_str())
+                                != (cc.quoted.as_str(), rc.quoted.as_str())
+                            {
+                                inner = Some((ck, jk));
                             }
                         }
-                        if let Some(ppk) = parent_key.as_deref().and_then(|k| col(parent.table, k))
-                        {
-                            on.push(format!("{ja}.{jk} = {}.{ppk}", parent.alias));
+                        if let Some(ppk) = parent_key {
+                            keys.push(KeyEq {
+                                left: (Side::Junction, jk),
+                                right: (Side::Parent, ppk),
+                            });
                         }
                     }
-                    piece.push_str(&format!(
-                        "{} {ja} JOIN {} {alias} ON {inner}",
-                        jt.quoted, table.quoted
-                    ));
-                    keyed_junction = jk.is_some();
-                    (format!("{ja}.{lc}"), format!("{}.{pc}", parent.alias))
+                    (
+                        HopJoin::Junction {
+                            table: jt,
+                            parent: pc,
+                            left: lc,
+                            right: rc,
+                            child: cc,
+                            inner,
+                        },
+                        (Side::Junction, lc),
+                        (Side::Parent, pc),
+                        jk.is_some(),
+                    )
                 }
             };
             // The child's key equals the parent's, unless a junction with a key of its
             // own carries the equality across (junction = parent, child = junction).
             if !keyed_junction {
-                if let (Some(ck), Some(ppk)) = (
-                    child_key.and_then(|k| col(table, k)),
-                    parent_key.as_deref().and_then(|k| col(parent.table, k)),
-                ) {
-                    on.push(format!("{alias}.{ck} = {}.{ppk}", parent.alias));
+                if let (Some(ck), Some(ppk)) = (child_key, parent_key) {
+                    keys.push(KeyEq {
+                        left: (Side::Child, ck),
+                        right: (Side::Parent, ppk),
+                    });
                 }
             }
             // A join on the profile key itself needs no second equality.
-            on.retain(|c| *c != format!("{a} = {o}"));
-            if i == 0 {
-                from = piece;
-                anchor = a;
-                outer = o;
-                conds.extend(on);
-            } else {
-                // Not when this hop equates profile keys with the row left out.
-                // The first row may go when nothing but the two joins refers to it: no
-                // condition of its hop (`conds`), no reference (checked by the caller).
-                if through == Some(true) && on.is_empty() && conds.is_empty() {
-                    short = Some(Short {
-                        from: piece.clone(),
-                        anchor: a.clone(),
-                        dropped: rows[0].alias.clone(),
-                    });
-                } else if let Some(s) = short.as_mut() {
-                    let mut on = on.clone();
-                    on.insert(0, format!("{a} = {o}"));
-                    s.from
-                        .push_str(&format!(" JOIN {piece} ON {}", on.join(" AND ")));
-                }
-                on.insert(0, format!("{a} = {o}"));
-                from.push_str(&format!(" JOIN {piece} ON {}", on.join(" AND ")));
-            }
-            rows.push(Row {
-                slug: slug.clone(),
-                alias,
-                table,
-                entity: Some(entity),
+            keys.retain(|k| {
+                !(k.left.0 == anchor.0
+                    && k.left.1.quoted == anchor.1.quoted
+                    && k.right.0 == outer.0
+                    && k.right.1.quoted == outer.1.quoted)
             });
+            hops.push(Hop {
+                row: row.id,
+                parent: parent.id,
+                table,
+                join,
+                keys,
+            });
+            rows.push(row);
         }
+        // The first row may go when nothing but the two joins refers to it: no key
+        // equality of either hop, no reference (checked by the optimizer).
+        let droppable = through && hops.len() > 1 && hops[0].keys.is_empty() && hops[1].keys.is_empty();
         Some(Chain {
-            from,
-            conds,
-            anchor,
-            outer,
+            hops,
             rows,
             may_repeat,
-            short,
+            droppable,
             tables,
         })
     }

@@ -1,6 +1,9 @@
-//! Filters and predicates: each value a parameter typed as its column, compared with
-//! the column type's own operators; event properties by JSON type.
+//! Planning filters and predicates: the column resolved in the catalog, the operator
+//! checked against the column's type, each value typed as its column (rendered with
+//! the column type's own operators by `render.rs`).
 
+use super::nodes::{all_of, Planned};
+use super::plan::*;
 use super::*;
 
 /// How a column's values compare.
@@ -62,25 +65,26 @@ pub(super) fn number_text(n: &serde_json::Number) -> String {
     }
 }
 
-impl<'a> Compiler<'a> {
-    pub(super) fn filter(&mut self, f: &Filter, row: &Row<'a>, ancestors: &[Row<'a>]) -> Sql {
+impl<'a> Planner<'a> {
+    pub(super) fn filter(&mut self, f: &Filter, row: &Row<'a>, ancestors: &[Row<'a>]) -> Planned<'a> {
         Ok(match f {
             Filter::All(items) | Filter::Any(items) => {
-                let (joiner, empty) = if matches!(f, Filter::All(_)) {
-                    (" AND ", "true")
-                } else {
-                    (" OR ", "false")
-                };
+                let all = matches!(f, Filter::All(_));
                 if items.is_empty() {
-                    return Ok(empty.into());
+                    return Ok(Cond::Const(all));
                 }
                 let parts = items
                     .iter()
                     .map(|i| self.filter(i, row, ancestors))
                     .collect();
-                format!("({})", all_of(parts)?.join(joiner))
+                let parts = all_of(parts)?;
+                if all {
+                    Cond::All(parts)
+                } else {
+                    Cond::Any(parts)
+                }
             }
-            Filter::Not(inner) => format!("({}) IS NOT TRUE", self.filter(inner, row, ancestors)?),
+            Filter::Not(inner) => Cond::Not(Box::new(self.filter(inner, row, ancestors)?)),
             Filter::Pred(p) => self.predicate(p, row, ancestors, "column")?,
         })
     }
@@ -91,13 +95,13 @@ impl<'a> Compiler<'a> {
         row: &Row<'a>,
         ancestors: &[Row<'a>],
         subject_key: &str,
-    ) -> Sql {
+    ) -> Planned<'a> {
         let name = match &p.subject {
             Subject::Property(path) => return self.property(p, path, row),
             Subject::Column(name) => name,
         };
         let sp = path_key(&p.path, subject_key);
-        let Some(column) = row.table.column(name).cloned() else {
+        let Some(column) = row.table.column(name) else {
             let (msg, what) = if subject_key == "trait" {
                 (
                     format!(
@@ -125,7 +129,7 @@ impl<'a> Compiler<'a> {
                 self.problem(Problem::new(Kind::UndefinedColumn, sp, msg).with_opt_hint(hint))
             );
         };
-        let cls = class(&column);
+        let cls = class(column);
         let allowed = ops_for(cls);
         if !allowed.contains(&p.op) {
             return Err(self.problem(
@@ -154,42 +158,15 @@ impl<'a> Compiler<'a> {
                 ),
             )));
         }
-        let e = format!("{}.{}", row.alias, column.quoted);
-        let ci = p.case_insensitive;
-        let low = |s: &str| {
-            if ci {
-                format!("pg_catalog.lower({s})")
-            } else {
-                s.to_string()
-            }
-        };
         let vp = path_key(&p.path, "value");
-        // The column type's own operators (citext's `=` is case-insensitive); with
-        // case_insensitive both sides are lower()ed text, compared as text.
-        let sym = |name: &str| {
-            if ci {
-                name.to_string()
-            } else {
-                column.op(name)
-            }
-        };
-        Ok(match p.op {
-            Op::IsNull => format!("({e} IS NULL)"),
-            Op::IsNotNull => format!("({e} IS NOT NULL)"),
+        let test = match p.op {
+            Op::IsNull | Op::IsNotNull => Test::Null(p.op == Op::IsNull),
             Op::In | Op::NotIn => {
-                let list = self.list(p.value.as_ref(), &column, cls, &vp)?;
-                let cond = if ci {
-                    format!(
-                        "{} = ANY (SELECT pg_catalog.lower(x) FROM pg_catalog.unnest({list}) x)",
-                        low(&e)
-                    )
-                } else {
-                    format!("{e} {} ANY ({list})", sym("="))
-                };
-                if p.op == Op::In {
-                    format!("({cond})")
-                } else {
-                    format!("NOT coalesce({cond}, false)")
+                let (items, ty) = self.list(p.value.as_ref(), column, cls, &vp)?;
+                Test::In {
+                    negated: p.op == Op::NotIn,
+                    items,
+                    ty,
                 }
             }
             Op::Between => {
@@ -203,14 +180,9 @@ impl<'a> Compiler<'a> {
                         "between takes a two-element array [low, high]",
                     )));
                 };
-                let lo = self.literal(&pair[0], &column, cls, &format!("{vp}[0]"));
-                let hi = self.literal(&pair[1], &column, cls, &format!("{vp}[1]"));
-                let (lo, hi) = (lo?, hi?);
-                if column.has_own_op(">=") || column.has_own_op("<=") {
-                    format!("({e} {} {lo} AND {e} {} {hi})", sym(">="), sym("<="))
-                } else {
-                    format!("({e} BETWEEN {lo} AND {hi})")
-                }
+                let lo = self.literal(&pair[0], column, cls, &format!("{vp}[0]"));
+                let hi = self.literal(&pair[1], column, cls, &format!("{vp}[1]"));
+                Test::Between(lo?, hi?)
             }
             Op::WithinLast | Op::NotWithinLast => {
                 let Some(Operand::Literal(Value::String(i))) = &p.value else {
@@ -219,101 +191,30 @@ impl<'a> Compiler<'a> {
                         "expected an interval such as \"30 days\"",
                     )));
                 };
-                let iv = self.interval(i, &vp);
-                self.clock(row.table, &column.quoted, i);
-                if p.op == Op::WithinLast {
-                    format!("({e} >= pg_catalog.now() - {iv})")
-                } else {
-                    format!("({e} < pg_catalog.now() - {iv})")
+                self.clock(row.table, column, i);
+                Test::Clock {
+                    within: p.op == Op::WithinLast,
+                    interval: self.interval(i, &vp),
                 }
             }
-            op => {
-                // Pattern operators take the value as text, as written (a char(n)
-                // value is not padded or trimmed).
-                let text_value = match p.value.as_ref() {
-                    Some(Operand::Literal(Value::String(t)))
-                        if matches!(
-                            op,
-                            Op::Contains | Op::NotContains | Op::StartsWith | Op::EndsWith
-                        ) =>
-                    {
-                        Some(self.typed_param(t, "pg_catalog.text"))
-                    }
-                    _ => None,
+            // Pattern operators take the value as text, as written (a char(n) value is
+            // not padded or trimmed).
+            Op::Contains | Op::NotContains | Op::StartsWith | Op::EndsWith
+                if matches!(&p.value, Some(Operand::Literal(Value::String(_)))) =>
+            {
+                let Some(Operand::Literal(Value::String(t))) = &p.value else {
+                    unreachable!("matched above")
                 };
-                let v = match text_value {
-                    Some(v) => v,
-                    None => self.operand(p.value.as_ref(), &column, cls, &vp, row, ancestors)?,
-                };
-                let (l, r) = (low(&e), low(&v));
-                let own_eq = !ci && column.has_own_op("=");
-                match p.op {
-                    Op::Equals => format!("({l} {} {r})", sym("=")),
-                    // IS DISTINCT FROM would look `=` up by name, missing the type's own.
-                    Op::NotEquals if own_eq => format!(
-                        "(({l} {} {r}) IS NOT TRUE AND ({l} IS NOT NULL OR {r} IS NOT NULL))",
-                        sym("=")
-                    ),
-                    Op::NotEquals => format!("({l} IS DISTINCT FROM {r})"),
-                    Op::Contains | Op::NotContains | Op::StartsWith | Op::EndsWith => {
-                        self.pattern(p.op, &e, &v, &column, ci)
-                    }
-                    Op::Gt | Op::After => format!("({e} {} {v})", sym(">")),
-                    Op::Gte => format!("({e} {} {v})", sym(">=")),
-                    Op::Lt | Op::Before => format!("({e} {} {v})", sym("<")),
-                    Op::Lte => format!("({e} {} {v})", sym("<=")),
-                    _ => unreachable!("handled above"),
-                }
+                Test::Compare(p.op, Rhs::Value(Val::new(t.clone(), "pg_catalog.text")))
             }
-        })
-    }
-
-    /// `contains`, `not_contains`, `starts_with`, `ends_with` on a text column `e`
-    /// against `v`. A type with its own LIKE (citext's is case-insensitive) matches
-    /// with it, the value's `%`, `_` and `\` escaped; any other text type compares as
-    /// text (`char(n)` without its padding).
-    pub(super) fn pattern(
-        &mut self,
-        op: Op,
-        e: &str,
-        v: &str,
-        column: &Column,
-        ci: bool,
-    ) -> String {
-        if !ci && column.has_own_op("~~") {
-            let escaped = format!(
-                "pg_catalog.replace(pg_catalog.replace(pg_catalog.replace({v}, '\\', '\\\\'), '%', '\\%'), '_', '\\_')"
-            );
-            let pattern = match op {
-                Op::StartsWith => format!("{escaped} || '%'"),
-                Op::EndsWith => format!("'%' || {escaped}"),
-                _ => format!("'%' || {escaped} || '%'"),
-            };
-            let like = format!(
-                "{e} {} ({pattern})::{}",
-                column.op("~~"),
-                column.value_type()
-            );
-            return if op == Op::NotContains {
-                format!("NOT coalesce({like}, false)")
-            } else {
-                format!("({like})")
-            };
-        }
-        let low = |s: &str| {
-            if ci {
-                format!("pg_catalog.lower({s})")
-            } else {
-                s.to_string()
-            }
+            op => Test::Compare(op, self.operand(p.value.as_ref(), column, cls, &vp, row, ancestors)?),
         };
-        let (l, r) = (low(e), low(v));
-        match op {
-            Op::Contains => format!("(pg_catalog.strpos({l}, {r}) > 0)"),
-            Op::NotContains => format!("NOT coalesce(pg_catalog.strpos({l}, {r}) > 0, false)"),
-            Op::StartsWith => format!("(pg_catalog.starts_with({l}, {r}))"),
-            _ => format!("(pg_catalog.right({l}, pg_catalog.length({r})) = {r})"),
-        }
+        Ok(Cond::Pred(Pred {
+            row: row.id,
+            column,
+            case_insensitive: p.case_insensitive,
+            test,
+        }))
     }
 
     /// The SQL for a value: a typed parameter, or a reference to another row.
@@ -325,12 +226,12 @@ impl<'a> Compiler<'a> {
         path: &str,
         row: &Row<'a>,
         ancestors: &[Row<'a>],
-    ) -> Result<String, Recorded> {
+    ) -> Result<Rhs<'a>, Recorded> {
         let Some(v) = v else {
             return Err(self.problem(Problem::invalid(path, "expected a value")));
         };
         match v {
-            Operand::Literal(v) => self.literal(v, column, cls, path),
+            Operand::Literal(v) => Ok(Rhs::Value(self.literal(v, column, cls, path)?)),
             Operand::Ref {
                 path,
                 owner,
@@ -340,7 +241,7 @@ impl<'a> Compiler<'a> {
                 let found = ancestors
                     .iter()
                     .rev()
-                    .find(|r| r.slug == *owner && (r.entity.is_none() || r.alias != row.alias))
+                    .find(|r| r.slug == *owner && (r.entity.is_none() || r.id != row.id))
                     .cloned();
                 let Some(target) = found else {
                     let names: Vec<&str> = ancestors
@@ -385,9 +286,7 @@ impl<'a> Compiler<'a> {
                         ),
                     )));
                 }
-                // Rows referred to this way must stay in the SQL (see `path::Short`).
-                self.referenced.push(target.alias.clone());
-                Ok(format!("{}.{}", target.alias, c.quoted))
+                Ok(Rhs::Ref(target.id, c))
             }
         }
     }
@@ -400,9 +299,9 @@ impl<'a> Compiler<'a> {
         column: &Column,
         cls: Class,
         path: &str,
-    ) -> Result<String, Recorded> {
+    ) -> Result<Val, Recorded> {
         let text = match (cls, v) {
-            (Class::Text, Value::String(s)) => return Ok(self.column_value(s, column)),
+            (Class::Text, Value::String(s)) => return Ok(Val::new(s.clone(), column.value_type())),
             (Class::Number, Value::Number(n)) => number_text(n),
             (Class::Bool, Value::Bool(b)) => b.to_string(),
             (Class::Temporal, Value::String(s)) => s.clone(),
@@ -440,33 +339,14 @@ impl<'a> Compiler<'a> {
         Ok(self.typed_text(&text, column, path))
     }
 
-    /// `$n::type` for a text that must convert to the column's type.
-    pub(super) fn typed_text(&mut self, text: &str, column: &Column, path: &str) -> String {
-        self.checks.push(LiteralCheck {
-            path: path.to_string(),
-            value: text.to_string(),
-            sql_type: column.value_type().to_string(),
-        });
-        self.column_value(text, column)
-    }
-
-    pub(super) fn interval(&mut self, text: &str, path: &str) -> String {
-        self.checks.push(LiteralCheck {
-            path: path.to_string(),
-            value: text.to_string(),
-            sql_type: "interval".into(),
-        });
-        self.typed_param(text, "pg_catalog.interval")
-    }
-
-    /// An array value for in/not_in, as `$n::type[]`.
+    /// An array value for in/not_in, of the column's type.
     pub(super) fn list(
         &mut self,
         v: Option<&Operand>,
         column: &Column,
         cls: Class,
         path: &str,
-    ) -> Result<String, Recorded> {
+    ) -> Result<(Vec<String>, String), Recorded> {
         let Some(Operand::Literal(Value::Array(items))) = v else {
             return Err(self.problem(Problem::invalid(path, "expected an array of values")));
         };
@@ -492,14 +372,10 @@ impl<'a> Compiler<'a> {
                 }
             };
             if cls != Class::Text {
-                self.checks.push(LiteralCheck {
-                    path: ip,
-                    value: t.clone(),
-                    sql_type: column.value_type().to_string(),
-                });
+                self.check(&ip, &t, column.value_type());
             }
             texts.push(t);
         }
-        Ok(self.params.array(texts, column.value_type()))
+        Ok((texts, column.value_type().to_string()))
     }
 }

@@ -1,13 +1,15 @@
-//! Predicates on event properties: a JSON path into the properties column, each value
-//! typed by its JSON literal (number, string, boolean); a property of another JSON type,
-//! or a missing one, does not match (and never raises).
+//! Planning predicates on event properties: a JSON path into the properties column,
+//! each value typed by its JSON literal (number, string, boolean); a property of another
+//! JSON type, or a missing one, does not match (and never raises).
 
+use super::nodes::Planned;
+use super::plan::*;
 use super::*;
 
-impl<'a> Compiler<'a> {
+impl<'a> Planner<'a> {
     /// A predicate on an event property: typed by the literal; a property of another
     /// JSON type, or a missing one, does not match (and never raises).
-    pub(super) fn property(&mut self, p: &Predicate, keys: &[String], row: &Row<'a>) -> Sql {
+    pub(super) fn property(&mut self, p: &Predicate, keys: &[String], row: &Row<'a>) -> Planned<'a> {
         let graph = self.ctx.graph;
         let sp = path_key(&p.path, "property");
         let Some(pc) = graph
@@ -15,7 +17,6 @@ impl<'a> Compiler<'a> {
             .as_ref()
             .and_then(|e| e.properties_column.as_ref())
             .and_then(|c| row.table.column(c))
-            .cloned()
         else {
             return Err(self.problem(
                 Problem::new(
@@ -26,36 +27,13 @@ impl<'a> Compiler<'a> {
                 .with_hint("Name properties_column in the graph's events."),
             ));
         };
-        let path_param = self.params.array(keys.to_vec(), "pg_catalog.text");
-        let x = format!(
-            "({}.{}::pg_catalog.jsonb #> {path_param})",
-            row.alias, pc.quoted
-        );
         let vp = path_key(&p.path, "value");
-        let ci = p.case_insensitive;
-        let typed = |json_type: &str, body: String| {
-            format!("CASE WHEN pg_catalog.jsonb_typeof({x}) = '{json_type}' THEN coalesce({body}, false) ELSE false END")
-        };
-        let s = format!("({x} #>> '{{}}')");
-        let low = |v: &str| {
-            if ci {
-                format!("pg_catalog.lower({v})")
-            } else {
-                v.to_string()
-            }
-        };
         // The JSON type and SQL of one literal.
-        let lit = |c: &mut Self,
-                   v: &Value,
-                   path: &str|
-         -> Result<(&'static str, String), Recorded> {
+        let lit = |c: &mut Self, v: &Value, path: &str| -> Result<(&'static str, Val), Recorded> {
             match v {
-                Value::Number(n) => Ok((
-                    "number",
-                    c.typed_param(&n.to_string(), "pg_catalog.numeric"),
-                )),
-                Value::String(t) => Ok(("string", c.typed_param(t, "pg_catalog.text"))),
-                Value::Bool(b) => Ok(("boolean", c.typed_param(&b.to_string(), "pg_catalog.bool"))),
+                Value::Number(n) => Ok(("number", Val::new(n.to_string(), "pg_catalog.numeric"))),
+                Value::String(t) => Ok(("string", Val::new(t.clone(), "pg_catalog.text"))),
+                Value::Bool(b) => Ok(("boolean", Val::new(b.to_string(), "pg_catalog.bool"))),
                 other => Err(c.problem(Problem::invalid(
                     path,
                     format!(
@@ -63,13 +41,6 @@ impl<'a> Compiler<'a> {
                         crate::json::type_name(other)
                     ),
                 ))),
-            }
-        };
-        let compare = |json_type: &str, v: &str, sym: &str| -> String {
-            match json_type {
-                "number" => typed("number", format!("({x})::pg_catalog.numeric {sym} {v}")),
-                "boolean" => typed("boolean", format!("({x})::pg_catalog.bool {sym} {v}")),
-                _ => typed("string", format!("{} {sym} {}", low(&s), low(v))),
             }
         };
         let value = match &p.value {
@@ -82,35 +53,20 @@ impl<'a> Compiler<'a> {
             Some(Operand::Literal(v)) => Some(v.clone()),
             None => None,
         };
-        let positive = match p.op {
-            Op::IsNull => {
-                return Ok(format!(
-                    "({x} IS NULL OR pg_catalog.jsonb_typeof({x}) = 'null')"
-                ))
-            }
-            Op::IsNotNull => {
-                return Ok(format!(
-                    "NOT ({x} IS NULL OR pg_catalog.jsonb_typeof({x}) = 'null')"
-                ))
-            }
+        let values = match p.op {
+            Op::IsNull | Op::IsNotNull => Vec::new(),
             Op::Equals | Op::NotEquals => {
-                let (t, v) = lit(self, value.as_ref().unwrap_or(&Value::Null), &vp)?;
-                compare(t, &v, "=")
+                vec![lit(self, value.as_ref().unwrap_or(&Value::Null), &vp)?]
             }
             Op::In | Op::NotIn => {
                 let Some(Value::Array(items)) = &value else {
                     return Err(self.problem(Problem::invalid(vp, "expected an array of values")));
                 };
-                let mut parts = Vec::new();
+                let mut values = Vec::new();
                 for (i, item) in items.iter().enumerate() {
-                    let (t, v) = lit(self, item, &format!("{vp}[{i}]"))?;
-                    parts.push(compare(t, &v, "="));
+                    values.push(lit(self, item, &format!("{vp}[{i}]"))?);
                 }
-                if parts.is_empty() {
-                    "false".to_string()
-                } else {
-                    format!("({})", parts.join(" OR "))
-                }
+                values
             }
             Op::Contains | Op::NotContains | Op::StartsWith | Op::EndsWith => {
                 let Some(Value::String(t)) = &value else {
@@ -119,14 +75,7 @@ impl<'a> Compiler<'a> {
                         format!("\"{}\" compares with a string", p.op.name()),
                     )));
                 };
-                let v = self.typed_param(t, "pg_catalog.text");
-                let (l, r) = (low(&s), low(&v));
-                let body = match p.op {
-                    Op::Contains | Op::NotContains => format!("pg_catalog.strpos({l}, {r}) > 0"),
-                    Op::StartsWith => format!("pg_catalog.starts_with({l}, {r})"),
-                    _ => format!("pg_catalog.right({l}, pg_catalog.length({r})) = {r}"),
-                };
-                typed("string", body)
+                vec![("string", Val::new(t.clone(), "pg_catalog.text"))]
             }
             Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
                 let Some(Value::Number(n)) = &value else {
@@ -135,34 +84,20 @@ impl<'a> Compiler<'a> {
                         format!("\"{}\" on a property compares with a number", p.op.name()),
                     )));
                 };
-                let v = self.typed_param(&n.to_string(), "pg_catalog.numeric");
-                let sym = match p.op {
-                    Op::Gt => ">",
-                    Op::Gte => ">=",
-                    Op::Lt => "<",
-                    _ => "<=",
-                };
-                compare("number", &v, sym)
+                vec![("number", Val::new(n.to_string(), "pg_catalog.numeric"))]
             }
-            Op::Between => {
-                let pair = match &value {
-                    Some(Value::Array(a)) if a.len() == 2 && a.iter().all(Value::is_number) => {
-                        a.clone()
-                    }
-                    _ => {
-                        return Err(self.problem(Problem::invalid(
-                            vp,
-                            "between on a property takes two numbers [low, high]",
-                        )))
-                    }
-                };
-                let lo = self.typed_param(&pair[0].to_string(), "pg_catalog.numeric");
-                let hi = self.typed_param(&pair[1].to_string(), "pg_catalog.numeric");
-                typed(
-                    "number",
-                    format!("({x})::pg_catalog.numeric BETWEEN {lo} AND {hi}"),
-                )
-            }
+            Op::Between => match &value {
+                Some(Value::Array(a)) if a.len() == 2 && a.iter().all(Value::is_number) => a
+                    .iter()
+                    .map(|n| ("number", Val::new(n.to_string(), "pg_catalog.numeric")))
+                    .collect(),
+                _ => {
+                    return Err(self.problem(Problem::invalid(
+                        vp,
+                        "between on a property takes two numbers [low, high]",
+                    )))
+                }
+            },
             op => {
                 return Err(self.problem(
                     Problem::invalid(path_key(&p.path, "op"), format!("operator \"{}\" does not apply to event properties", op.name()))
@@ -188,9 +123,13 @@ impl<'a> Compiler<'a> {
                 "case_insensitive applies to string comparisons",
             )));
         }
-        Ok(match p.op {
-            Op::NotEquals | Op::NotIn | Op::NotContains => format!("NOT ({positive})"),
-            _ => positive,
-        })
+        Ok(Cond::Property(Property {
+            row: row.id,
+            column: pc,
+            keys: keys.to_vec(),
+            op: p.op,
+            case_insensitive: p.case_insensitive,
+            values,
+        }))
     }
 }
