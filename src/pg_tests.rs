@@ -135,9 +135,9 @@ mod tests {
         );
     }
 
-    /// Property test: random well-typed definitions over the demo graph compile, run, and
-    /// agree with themselves (a definition and its `not` split the profiles exactly; the
-    /// preview's count equals the compiled SQL's).
+    // Property test: random well-typed definitions over the demo graph compile, run, and
+    // agree with themselves (a definition and its `not` split the profiles exactly; the
+    // preview's count equals the compiled SQL's).
 
     struct Rng(u64);
     impl Rng {

@@ -140,204 +140,230 @@ impl<'a> Planner<'a> {
         )
     }
 
-    /// The joins of `hops`; `None` when the graph and the catalog snapshot disagree,
-    /// which validation rules out.
-    ///
-    /// Co-location: on each hop where both sides carry a profile key (the profile's
-    /// primary key for the profile, `profile_key` for entities and junctions), the keys
-    /// are equated too: Citus joins distributed tables only on their distribution
-    /// column. Hops to tables without one join as written.
+    /// The joins of `slugs` below the scope row; `None` when the graph and the catalog
+    /// snapshot disagree, which validation rules out.
     fn joins(&mut self, slugs: &[String], scope: &[Row<'a>]) -> Option<Chain<'a>> {
-        let graph = self.ctx.graph;
-        let cat = self.ctx.cat;
-        let mut hops: Vec<Hop<'a>> = Vec::new();
-        let mut rows: Vec<Row<'a>> = Vec::new();
-        let mut tables: Vec<&'a Table> = Vec::new();
-        let mut may_repeat = false;
-        let mut through = false;
-        for (i, slug) in slugs.iter().enumerate() {
-            let placed = graph.relationship(slug)?;
-            let entity = graph.entity(&placed.rel.related_entity)?;
-            let table = cat.table(&entity.table_ref)?;
-            tables.push(table);
-            let parent = if i == 0 {
-                scope.last().cloned()?
-            } else {
-                rows[i - 1].clone()
-            };
-            let row = self.row(slug, table, Some(entity));
-            let join = resolve(&placed).ok()?;
-            // The profile keys of this hop's parent and child rows, when they carry one.
-            let parent_key = profile_key(graph, &parent);
-            let child_key = entity.profile_key.as_deref().and_then(|k| table.column(k));
-            may_repeat |= match &join {
-                // Unique on the join column, or on it together with the profile key when
-                // the hop equates keys (a primary key unique per profile on Citus).
-                ResolvedJoin::Direct { parent_column, .. } => {
-                    i > 0
-                        && !parent.table.unique_on(&[parent_column.as_str()])
-                        && !(child_key.is_some()
-                            && parent_key.is_some_and(|k| {
-                                parent.table.unique_on(&[parent_column.as_str(), &k.name])
-                            }))
-                }
-                // One identifier row per (profile, type, value) reaches each row once.
-                ResolvedJoin::ExternalId { .. } => !graph
-                    .profile
-                    .as_ref()
-                    .and_then(|p| p.identifiers.as_ref())
-                    .and_then(|ids| {
-                        let t = cat.table(&ids.table_ref)?;
-                        Some(t.unique_on(&[&ids.profile_key, &ids.type_column, &ids.value_column]))
-                    })
-                    .unwrap_or(false),
-                ResolvedJoin::Junction { .. } => true,
-            };
-            let mut keys: Vec<KeyEq<'a>> = Vec::new();
-            let (join, anchor, outer, keyed_junction) = match join {
-                ResolvedJoin::Direct {
-                    parent_column,
-                    child_column,
-                } => {
-                    let pc = parent.table.column(&parent_column)?;
-                    let cc = table.column(&child_column)?;
-                    if i == 1 {
-                        let (pa, rk) = match &hops[0].join {
-                            HopJoin::Direct { parent, child } => (Some(*parent), Some(*child)),
-                            _ => (None, None),
-                        };
-                        through = match (pa, rk) {
-                            (Some(pa), Some(rk)) => {
-                                rk.name == parent_column
-                                    && passes_through(
-                                        scope.last().map(|r| r.table).unwrap_or(parent.table),
-                                        &pa.name,
-                                        parent.table,
-                                        &rk.name,
-                                        table,
-                                        &child_column,
-                                    )
-                            }
-                            _ => false,
-                        };
-                    }
-                    (
-                        HopJoin::Direct {
-                            parent: pc,
-                            child: cc,
-                        },
-                        (Side::Child, cc),
-                        (Side::Parent, pc),
-                        false,
-                    )
-                }
-                ResolvedJoin::ExternalId {
-                    id_type,
-                    child_column,
-                } => {
-                    let profile = graph.profile.as_ref()?;
-                    let ids = profile.identifiers.as_ref()?;
-                    let it = cat.table(&ids.table_ref)?;
-                    tables.push(it);
-                    let key = it.column(&ids.profile_key)?;
-                    let profile_pk = parent.table.column(&profile.primary_key)?;
-                    (
-                        HopJoin::ExternalId {
-                            ids: it,
-                            key,
-                            type_column: it.column(&ids.type_column)?,
-                            value_column: it.column(&ids.value_column)?,
-                            id_type,
-                            child: table.column(&child_column)?,
-                            profile_pk,
-                        },
-                        (Side::Junction, key),
-                        (Side::Parent, profile_pk),
-                        false,
-                    )
-                }
-                ResolvedJoin::Junction {
-                    table_ref,
-                    parent_column,
-                    left_column,
-                    right_column,
-                    child_column,
-                    profile_key: junction_key,
-                } => {
-                    let jt = cat.table(&table_ref)?;
-                    tables.push(jt);
-                    let pc = parent.table.column(&parent_column)?;
-                    let lc = jt.column(&left_column)?;
-                    let rc = jt.column(&right_column)?;
-                    let cc = table.column(&child_column)?;
-                    // The junction's own profile key: equated with each side that has one.
-                    let jk = junction_key.as_deref().and_then(|k| jt.column(k));
-                    let mut inner = None;
-                    if let Some(jk) = jk {
-                        if let Some(ck) = child_key {
-                            if (ck.quoted.as_str(), jk.quoted.as_str())
-                                != (cc.quoted.as_str(), rc.quoted.as_str())
-                            {
-                                inner = Some((ck, jk));
-                            }
-                        }
-                        if let Some(ppk) = parent_key {
-                            keys.push(KeyEq {
-                                left: (Side::Junction, jk),
-                                right: (Side::Parent, ppk),
-                            });
-                        }
-                    }
-                    (
-                        HopJoin::Junction {
-                            table: jt,
-                            parent: pc,
-                            left: lc,
-                            right: rc,
-                            child: cc,
-                            inner,
-                        },
-                        (Side::Junction, lc),
-                        (Side::Parent, pc),
-                        jk.is_some(),
-                    )
-                }
-            };
-            // The child's key equals the parent's, unless a junction with a key of its
-            // own carries the equality across (junction = parent, child = junction).
-            if !keyed_junction {
-                if let (Some(ck), Some(ppk)) = (child_key, parent_key) {
-                    keys.push(KeyEq {
-                        left: (Side::Child, ck),
-                        right: (Side::Parent, ppk),
-                    });
-                }
-            }
-            // A join on the profile key itself needs no second equality.
-            keys.retain(|k| {
-                !(k.left.0 == anchor.0
-                    && k.left.1.quoted == anchor.1.quoted
-                    && k.right.0 == outer.0
-                    && k.right.1.quoted == outer.1.quoted)
-            });
-            hops.push(Hop {
-                row: row.id,
-                parent: parent.id,
-                table,
-                join,
-                keys,
-            });
-            rows.push(row);
+        let mut chain = Chain {
+            hops: Vec::new(),
+            rows: Vec::new(),
+            may_repeat: false,
+            droppable: false,
+            tables: Vec::new(),
+        };
+        for slug in slugs {
+            let parent = chain.rows.last().or(scope.last())?.clone();
+            let nested = !chain.rows.is_empty();
+            let (hop, row, repeats) = self.hop(slug, &parent, nested, &mut chain.tables)?;
+            chain.may_repeat |= repeats;
+            chain.hops.push(hop);
+            chain.rows.push(row);
         }
-        // The first row may go when nothing but the two joins refers to it: no key
-        // equality of either hop, no reference (checked by the optimizer).
-        let droppable = through && hops.len() > 1 && hops[0].keys.is_empty() && hops[1].keys.is_empty();
-        Some(Chain {
-            hops,
-            rows,
-            may_repeat,
-            droppable,
-            tables,
+        chain.droppable = first_row_passes_through(&chain.hops, scope.last()?);
+        Some(chain)
+    }
+
+    /// One hop down to `slug`'s rows from `parent` (`nested`: not the scope row), the
+    /// tables it joins added to `tables`; with whether a row can be reached more than
+    /// once from one parent row.
+    fn hop(
+        &mut self,
+        slug: &str,
+        parent: &Row<'a>,
+        nested: bool,
+        tables: &mut Vec<&'a Table>,
+    ) -> Option<(Hop<'a>, Row<'a>, bool)> {
+        let graph = self.ctx.graph;
+        let placed = graph.relationship(slug)?;
+        let entity = graph.entity(&placed.rel.related_entity)?;
+        let table = self.ctx.cat.table(&entity.table_ref)?;
+        tables.push(table);
+        let row = self.row(slug, table, Some(entity));
+        let join = resolve(&placed).ok()?;
+        // The profile keys of this hop's parent and child rows, when they carry one.
+        let parent_key = profile_key(graph, parent);
+        let child_key = entity.profile_key.as_deref().and_then(|k| table.column(k));
+        let repeats = self.repeats(&join, parent, nested, child_key.is_some(), parent_key);
+        let (join, anchor, outer, junction_key) =
+            self.hop_join(join, parent, table, child_key, tables)?;
+        let keys = hop_keys(anchor, outer, junction_key, child_key, parent_key);
+        let hop = Hop {
+            row: row.id,
+            parent: parent.id,
+            table,
+            join,
+            keys,
+        };
+        Some((hop, row, repeats))
+    }
+
+    /// Whether one row of a hop's table can be reached more than once from one parent
+    /// row.
+    fn repeats(
+        &self,
+        join: &ResolvedJoin,
+        parent: &Row<'a>,
+        nested: bool,
+        child_keyed: bool,
+        parent_key: Option<&Column>,
+    ) -> bool {
+        let graph = self.ctx.graph;
+        match join {
+            // Unique on the join column, or on it together with the profile key when the
+            // hop equates keys (a primary key unique per profile on Citus).
+            ResolvedJoin::Direct { parent_column, .. } => {
+                nested
+                    && !parent.table.unique_on(&[parent_column.as_str()])
+                    && !(child_keyed
+                        && parent_key.is_some_and(|k| {
+                            parent.table.unique_on(&[parent_column.as_str(), &k.name])
+                        }))
+            }
+            // One identifier row per (profile, type, value) reaches each row once.
+            ResolvedJoin::ExternalId { .. } => !graph
+                .profile
+                .as_ref()
+                .and_then(|p| p.identifiers.as_ref())
+                .and_then(|ids| {
+                    let t = self.ctx.cat.table(&ids.table_ref)?;
+                    Some(t.unique_on(&[&ids.profile_key, &ids.type_column, &ids.value_column]))
+                })
+                .unwrap_or(false),
+            ResolvedJoin::Junction { .. } => true,
+        }
+    }
+
+    /// A hop's join in catalog columns, with the columns it joins on (`anchor` on the
+    /// hop's side, `outer` on the parent) and a junction's own profile key.
+    #[allow(clippy::type_complexity)]
+    fn hop_join(
+        &self,
+        join: ResolvedJoin,
+        parent: &Row<'a>,
+        table: &'a Table,
+        child_key: Option<&'a Column>,
+        tables: &mut Vec<&'a Table>,
+    ) -> Option<(
+        HopJoin<'a>,
+        (Side, &'a Column),
+        (Side, &'a Column),
+        Option<&'a Column>,
+    )> {
+        let cat = self.ctx.cat;
+        Some(match join {
+            ResolvedJoin::Direct {
+                parent_column,
+                child_column,
+            } => {
+                let pc = parent.table.column(&parent_column)?;
+                let cc = table.column(&child_column)?;
+                let join = HopJoin::Direct {
+                    parent: pc,
+                    child: cc,
+                };
+                (join, (Side::Child, cc), (Side::Parent, pc), None)
+            }
+            ResolvedJoin::ExternalId {
+                id_type,
+                child_column,
+            } => {
+                let profile = self.ctx.graph.profile.as_ref()?;
+                let ids = profile.identifiers.as_ref()?;
+                let it = cat.table(&ids.table_ref)?;
+                tables.push(it);
+                let key = it.column(&ids.profile_key)?;
+                let profile_pk = parent.table.column(&profile.primary_key)?;
+                let join = HopJoin::ExternalId {
+                    ids: it,
+                    key,
+                    type_column: it.column(&ids.type_column)?,
+                    value_column: it.column(&ids.value_column)?,
+                    id_type,
+                    child: table.column(&child_column)?,
+                    profile_pk,
+                };
+                (join, (Side::Junction, key), (Side::Parent, profile_pk), None)
+            }
+            ResolvedJoin::Junction {
+                table_ref,
+                parent_column,
+                left_column,
+                right_column,
+                child_column,
+                profile_key: junction_key,
+            } => {
+                let jt = cat.table(&table_ref)?;
+                tables.push(jt);
+                let pc = parent.table.column(&parent_column)?;
+                let lc = jt.column(&left_column)?;
+                let rc = jt.column(&right_column)?;
+                let cc = table.column(&child_column)?;
+                // The junction's own profile key, equated with the child's (unless that is
+                // the join itself) and the parent's.
+                let jk = junction_key.as_deref().and_then(|k| jt.column(k));
+                let inner = jk.zip(child_key).and_then(|(jk, ck)| {
+                    let same = ck.quoted == cc.quoted && jk.quoted == rc.quoted;
+                    (!same).then_some((ck, jk))
+                });
+                let join = HopJoin::Junction {
+                    table: jt,
+                    parent: pc,
+                    left: lc,
+                    right: rc,
+                    child: cc,
+                    inner,
+                };
+                (join, (Side::Junction, lc), (Side::Parent, pc), jk)
+            }
         })
     }
+}
+
+/// Co-location: on each hop where both sides carry a profile key (the profile's primary
+/// key for the profile, `profile_key` for entities and junctions), the keys are equated
+/// too: Citus joins distributed tables only on their distribution column. A junction
+/// with a key of its own carries the equality across (junction = parent, child =
+/// junction); a join on the profile key itself needs no second equality.
+fn hop_keys<'a>(
+    anchor: (Side, &'a Column),
+    outer: (Side, &'a Column),
+    junction_key: Option<&'a Column>,
+    child_key: Option<&'a Column>,
+    parent_key: Option<&'a Column>,
+) -> Vec<KeyEq<'a>> {
+    let key = match (junction_key, child_key, parent_key) {
+        (Some(jk), _, Some(ppk)) => Some(((Side::Junction, jk), (Side::Parent, ppk))),
+        (None, Some(ck), Some(ppk)) => Some(((Side::Child, ck), (Side::Parent, ppk))),
+        _ => None,
+    };
+    let same = |a: (Side, &Column), b: (Side, &Column)| a.0 == b.0 && a.1.quoted == b.1.quoted;
+    key.filter(|(l, r)| !(same(*l, anchor) && same(*r, outer)))
+        .map(|(left, right)| KeyEq { left, right })
+        .into_iter()
+        .collect()
+}
+
+/// Whether the first row of a path may be left out: the first two hops join directly
+/// on the same key of that row, a foreign key makes it a pass-through (see
+/// `passes_through`), and neither hop equates profile keys with it.
+fn first_row_passes_through(hops: &[Hop<'_>], scope: &Row<'_>) -> bool {
+    let [first, second, ..] = hops else {
+        return false;
+    };
+    let (
+        HopJoin::Direct {
+            parent: pa,
+            child: rk,
+        },
+        HopJoin::Direct {
+            parent: pc,
+            child: cc,
+        },
+    ) = (&first.join, &second.join)
+    else {
+        return false;
+    };
+    first.keys.is_empty()
+        && second.keys.is_empty()
+        && rk.name == pc.name
+        && passes_through(scope.table, &pa.name, first.table, &rk.name, second.table, &cc.name)
 }

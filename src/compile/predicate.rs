@@ -100,35 +100,8 @@ impl<'a> Planner<'a> {
             Subject::Property(path) => return self.property(p, path, row),
             Subject::Column(name) => name,
         };
-        let sp = path_key(&p.path, subject_key);
-        let Some(column) = row.table.column(name) else {
-            let (msg, what) = if subject_key == "trait" {
-                (
-                    format!(
-                        "trait \"{name}\" does not exist on the profile table {}",
-                        row.table.display()
-                    ),
-                    "traits".to_string(),
-                )
-            } else if row.slug == "events" {
-                (
-                    format!(
-                        "column \"{name}\" does not exist on the events table {}",
-                        row.table.display()
-                    ),
-                    "columns".to_string(),
-                )
-            } else {
-                (
-                    format!("column \"{name}\" does not exist on {}", row.what()),
-                    format!("columns of {}", row.what()),
-                )
-            };
-            let hint = hint_for(name, row.table.column_names(), &what);
-            return Err(
-                self.problem(Problem::new(Kind::UndefinedColumn, sp, msg).with_opt_hint(hint))
-            );
-        };
+        let at = path_key(&p.path, subject_key);
+        let column = self.subject_column(name, row, subject_key == "trait", &at)?;
         let cls = class(column);
         let allowed = ops_for(cls);
         if !allowed.contains(&p.op) {
@@ -158,8 +131,64 @@ impl<'a> Planner<'a> {
                 ),
             )));
         }
+        let test = self.test(p, column, cls, row, ancestors)?;
+        Ok(Cond::Pred(Pred {
+            row: row.id,
+            column,
+            case_insensitive: p.case_insensitive,
+            test,
+        }))
+    }
+
+    /// The column a predicate tests (a profile trait when `is_trait`), by name; a
+    /// problem at `at` naming the nearest names when there is none.
+    fn subject_column(
+        &mut self,
+        name: &str,
+        row: &Row<'a>,
+        is_trait: bool,
+        at: &str,
+    ) -> Result<&'a Column, Recorded> {
+        if let Some(column) = row.table.column(name) {
+            return Ok(column);
+        }
+        let (msg, what) = if is_trait {
+            (
+                format!(
+                    "trait \"{name}\" does not exist on the profile table {}",
+                    row.table.display()
+                ),
+                "traits".to_string(),
+            )
+        } else if row.slug == "events" {
+            (
+                format!(
+                    "column \"{name}\" does not exist on the events table {}",
+                    row.table.display()
+                ),
+                "columns".to_string(),
+            )
+        } else {
+            (
+                format!("column \"{name}\" does not exist on {}", row.what()),
+                format!("columns of {}", row.what()),
+            )
+        };
+        let hint = hint_for(name, row.table.column_names(), &what);
+        Err(self.problem(Problem::new(Kind::UndefinedColumn, at, msg).with_opt_hint(hint)))
+    }
+
+    /// What a predicate on `column` (of class `cls`) tests, its values typed.
+    fn test(
+        &mut self,
+        p: &Predicate,
+        column: &'a Column,
+        cls: Class,
+        row: &Row<'a>,
+        ancestors: &[Row<'a>],
+    ) -> Result<Test<'a>, Recorded> {
         let vp = path_key(&p.path, "value");
-        let test = match p.op {
+        Ok(match p.op {
             Op::IsNull | Op::IsNotNull => Test::Null(p.op == Op::IsNull),
             Op::In | Op::NotIn => {
                 let (items, ty) = self.list(p.value.as_ref(), column, cls, &vp)?;
@@ -208,13 +237,7 @@ impl<'a> Planner<'a> {
                 Test::Compare(p.op, Rhs::Value(Val::new(t.clone(), "pg_catalog.text")))
             }
             op => Test::Compare(op, self.operand(p.value.as_ref(), column, cls, &vp, row, ancestors)?),
-        };
-        Ok(Cond::Pred(Pred {
-            row: row.id,
-            column,
-            case_insensitive: p.case_insensitive,
-            test,
-        }))
+        })
     }
 
     /// The SQL for a value: a typed parameter, or a reference to another row.

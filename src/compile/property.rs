@@ -27,6 +27,38 @@ impl<'a> Planner<'a> {
                 .with_hint("Name properties_column in the graph's events."),
             ));
         };
+        let values = self.property_values(p)?;
+        if p.case_insensitive
+            && !matches!(
+                p.op,
+                Op::Equals
+                    | Op::NotEquals
+                    | Op::In
+                    | Op::NotIn
+                    | Op::Contains
+                    | Op::NotContains
+                    | Op::StartsWith
+                    | Op::EndsWith
+            )
+        {
+            return Err(self.problem(Problem::invalid(
+                path_key(&p.path, "case_insensitive"),
+                "case_insensitive applies to string comparisons",
+            )));
+        }
+        Ok(Cond::Property(Property {
+            row: row.id,
+            column: pc,
+            keys: keys.to_vec(),
+            op: p.op,
+            case_insensitive: p.case_insensitive,
+            values,
+        }))
+    }
+
+    /// The values a property predicate compares with, each with the JSON type it
+    /// matches.
+    fn property_values(&mut self, p: &Predicate) -> Result<Vec<(&'static str, Val)>, Recorded> {
         let vp = path_key(&p.path, "value");
         // The JSON type and SQL of one literal.
         let lit = |c: &mut Self, v: &Value, path: &str| -> Result<(&'static str, Val), Recorded> {
@@ -53,7 +85,7 @@ impl<'a> Planner<'a> {
             Some(Operand::Literal(v)) => Some(v.clone()),
             None => None,
         };
-        let values = match p.op {
+        Ok(match p.op {
             Op::IsNull | Op::IsNotNull => Vec::new(),
             Op::Equals | Op::NotEquals => {
                 vec![lit(self, value.as_ref().unwrap_or(&Value::Null), &vp)?]
@@ -104,32 +136,6 @@ impl<'a> Planner<'a> {
                         .with_hint("Use a column of the events table for dates, or the event's \"within\" window."),
                 ));
             }
-        };
-        if p.case_insensitive
-            && !matches!(
-                p.op,
-                Op::Equals
-                    | Op::NotEquals
-                    | Op::In
-                    | Op::NotIn
-                    | Op::Contains
-                    | Op::NotContains
-                    | Op::StartsWith
-                    | Op::EndsWith
-            )
-        {
-            return Err(self.problem(Problem::invalid(
-                path_key(&p.path, "case_insensitive"),
-                "case_insensitive applies to string comparisons",
-            )));
-        }
-        Ok(Cond::Property(Property {
-            row: row.id,
-            column: pc,
-            keys: keys.to_vec(),
-            op: p.op,
-            case_insensitive: p.case_insensitive,
-            values,
-        }))
+        })
     }
 }

@@ -822,3 +822,65 @@ fn clock_windows_are_recorded() {
     );
     assert!(!ok(json!({"trait": "plan", "op": "is_null"})).uses_now);
 }
+
+/// Plans and optimizes a definition over the demo graph and the given catalog; `check`
+/// reads the optimized plan's condition.
+fn optimized<R>(
+    cat: &crate::graph::catalog::Catalog,
+    def: Value,
+    strategy: Strategy,
+    check: impl FnOnce(&plan::Cond<'_>) -> R,
+) -> R {
+    let graph = parse_graph(&demo_graph_json()).unwrap();
+    let audiences = BTreeMap::new();
+    let valid = ValidatedGraph::check(graph, cat.clone(), 6).unwrap();
+    let ctx = Ctx::new(&valid, &audiences);
+    let node = parse(&def).unwrap();
+    let mut p = plan::plan(&ctx, &node, None).unwrap_or_else(|e| panic!("{e:#?}"));
+    optimize::optimize(&mut p.cond, strategy);
+    check(&p.cond)
+}
+
+/// (shape, short) of a definition that is one relationship node.
+fn rel_decisions(
+    cat: &crate::graph::catalog::Catalog,
+    def: Value,
+    strategy: Strategy,
+) -> (plan::Shape, bool) {
+    optimized(cat, def, strategy, |c| match c {
+        plan::Cond::Rel(r) => (r.shape, r.short),
+        _ => panic!("not a relationship node"),
+    })
+}
+
+#[test]
+fn the_optimizer_decides_on_the_plan_not_on_sql() {
+    use plan::Shape::*;
+    let mut cat = demo_catalog();
+    let cats = json!({"relationship": "pets", "where": {"column": "type", "op": "equals", "value": "cat"}});
+    let twice = json!({"relationship": "pets", "count": {"at_least": 2}});
+    let named = json!({"relationship": "pets", "where": {"column": "name", "op": "equals", "value": {"ref": "household.name"}}});
+    // Without a foreign key the household row is no pass-through.
+    assert_eq!(rel_decisions(&cat, cats.clone(), Strategy::Grouped), (Exists, false));
+    add_foreign_key(&mut cat, "pets", "household_id", "households");
+    assert_eq!(rel_decisions(&cat, cats, Strategy::Grouped), (Exists, true));
+    assert_eq!(rel_decisions(&cat, twice.clone(), Strategy::Grouped), (Grouped, true));
+    assert_eq!(rel_decisions(&cat, twice, Strategy::PerProfile), (PerProfile, true));
+    // A reference to the household (row 1 of the plan) keeps it.
+    assert_eq!(rel_decisions(&cat, named.clone(), Strategy::Grouped), (Exists, false));
+    optimized(&cat, named, Strategy::Grouped, |c| {
+        assert!(plan::refers_to(c, 1) && !plan::refers_to(c, plan::PROFILE));
+    });
+    // An event count reads its members from the events only as the whole definition,
+    // with a foreign key, and not when it refers to the profile.
+    add_foreign_key(&mut cat, "events", "profile_id", "profiles");
+    let direct = |def: Value| {
+        optimized(&cat, def, Strategy::Grouped, |c| match c {
+            plan::Cond::Event(e) => e.direct,
+            _ => false,
+        })
+    };
+    assert!(direct(json!({"event": "Order Completed", "count": {"at_least": 2}})));
+    assert!(!direct(json!({"event": "Order Completed", "count": {"at_most": 2}})));
+    assert!(!direct(json!({"event": "Order Completed"})));
+}
