@@ -231,28 +231,47 @@ impl Renderer {
         }
     }
 
-    /// The HAVING expression of an aggregate of `c`.
+    /// The HAVING expression of an aggregate of `c`. `min` and `max` are the column
+    /// type's own (citext's compare case-insensitively) and compare with its operators.
     fn aggregate(&mut self, a: &AggPlan<'_>, c: &str) -> String {
+        let column = a.column;
+        let own = matches!(a.func, AggFn::Min | AggFn::Max);
         let expr = match a.func {
             AggFn::Sum => format!("coalesce(pg_catalog.sum({c}), 0)"),
             AggFn::Avg => format!("pg_catalog.avg({c})"),
-            AggFn::Min => format!("pg_catalog.min({c})"),
-            AggFn::Max => format!("pg_catalog.max({c})"),
+            AggFn::Min => format!("{}({c})", column.aggregate("min")),
+            AggFn::Max => format!("{}({c})", column.aggregate("max")),
             AggFn::CountDistinct => format!("pg_catalog.count(DISTINCT {c})"),
         };
+        let sym = |name: &str| {
+            if own {
+                column.op(name)
+            } else {
+                name.to_string()
+            }
+        };
         let values: Vec<String> = a.values.iter().map(|v| self.value(v)).collect();
-        let sql = if a.op == Op::Between {
-            format!("{expr} BETWEEN {} AND {}", values[0], values[1])
-        } else {
-            let sym = match a.op {
-                Op::Equals => "=",
-                Op::NotEquals => "<>",
-                Op::Gt => ">",
-                Op::Gte => ">=",
-                Op::Lt => "<",
-                _ => "<=",
-            };
-            format!("{expr} {sym} {}", values[0])
+        let own_order = own && (column.has_own_op(">=") || column.has_own_op("<="));
+        let sql = match a.op {
+            Op::Between if own_order => format!(
+                "{expr} {} {} AND {expr} {} {}",
+                sym(">="),
+                values[0],
+                sym("<="),
+                values[1]
+            ),
+            Op::Between => format!("{expr} BETWEEN {} AND {}", values[0], values[1]),
+            op => {
+                let name = match op {
+                    Op::Equals => "=",
+                    Op::NotEquals => "<>",
+                    Op::Gt => ">",
+                    Op::Gte => ">=",
+                    Op::Lt => "<",
+                    _ => "<=",
+                };
+                format!("{expr} {} {}", sym(name), values[0])
+            }
         };
         format!("({sql})")
     }

@@ -112,6 +112,13 @@ impl<'a> Planner<'a> {
             AggFn::Avg => (None, None),
             AggFn::Min | AggFn::Max => (Some(column), None),
         };
+        // Other values compare as the aggregate's result: a sum of reals is a real (0.1
+        // must equal a sum of one real 0.1), an average of floats a double; numeric else.
+        let result_type = match (a.func, column.value_type()) {
+            (AggFn::Sum, "real") => "pg_catalog.float4",
+            (AggFn::Sum | AggFn::Avg, "real" | "double precision") => "pg_catalog.float8",
+            _ => "pg_catalog.numeric",
+        };
         let vp = path_key(&a.path, "value");
         let num = |s: &mut Self, v: &Value, path: &str| -> Result<(Val, f64), Recorded> {
             match (value_col, v) {
@@ -120,7 +127,7 @@ impl<'a> Planner<'a> {
                     Ok((val, v.as_f64().unwrap_or(0.0)))
                 }
                 (None, Value::Number(n)) => Ok((
-                    Val::new(n.to_string(), "pg_catalog.numeric"),
+                    Val::new(n.to_string(), result_type),
                     n.as_f64().unwrap_or(0.0),
                 )),
                 (None, other) => Err(s.problem(Problem::invalid(

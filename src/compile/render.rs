@@ -192,9 +192,16 @@ impl Renderer {
                 format!("({e} {cmp} pg_catalog.now() - {})", self.value(interval))
             }
             Test::Compare(op, rhs) => {
-                let v = match rhs {
-                    Rhs::Ref(row, c) => self.column(*row, c),
-                    Rhs::Value(v) => self.value(v),
+                let (e, v, column) = match rhs {
+                    Rhs::Ref(row, c) => self.ref_sides(e, *row, c, column),
+                    Rhs::Value(v) => (e, self.value(v), column),
+                };
+                let sym = |name: &str| {
+                    if ci {
+                        name.to_string()
+                    } else {
+                        column.op(name)
+                    }
                 };
                 let (l, r) = (lower(&e, ci), lower(&v, ci));
                 let own_eq = !ci && column.has_own_op("=");
@@ -215,6 +222,29 @@ impl Renderer {
                     _ => format!("({e} {} {v})", sym("<=")),
                 }
             }
+        }
+    }
+
+    /// Both sides of a comparison of `column` (SQL `e`) with another row's column `c`,
+    /// and the column whose type's operators compare them: when the types differ and
+    /// one brings its own operators (citext), the other side is cast to that type, so
+    /// the comparison follows it (case-insensitively) whichever side it is on.
+    fn ref_sides<'c>(
+        &self,
+        e: String,
+        row: RowId,
+        c: &'c Column,
+        column: &'c Column,
+    ) -> (String, String, &'c Column) {
+        let v = self.column(row, c);
+        if c.type_oid == column.type_oid {
+            (e, v, column)
+        } else if column.has_own_op("=") {
+            (e, format!("{v}::{}", column.value_type()), column)
+        } else if c.has_own_op("=") {
+            (format!("{e}::{}", c.value_type()), v, c)
+        } else {
+            (e, v, column)
         }
     }
 
@@ -327,7 +357,11 @@ fn pattern(op: Op, e: &str, v: &str, column: &Column, ci: bool) -> String {
             format!("({like})")
         };
     }
-    let (l, r) = (lower(e, ci), lower(v, ci));
+    // Substring searches under the database's default collation: Postgres refuses them
+    // under a nondeterministic one (a column's `COLLATE` with `deterministic = false`),
+    // and under any deterministic one they match the same characters.
+    let l = format!("({}) COLLATE pg_catalog.\"default\"", lower(e, ci));
+    let r = lower(v, ci);
     match op {
         Op::Contains => format!("(pg_catalog.strpos({l}, {r}) > 0)"),
         Op::NotContains => format!("NOT coalesce(pg_catalog.strpos({l}, {r}) > 0, false)"),

@@ -27,7 +27,8 @@ pub struct Column {
     pub param_type: String,
     /// The comparison operators of `param_type` that live outside pg_catalog (an
     /// extension type's, such as citext's case-insensitive `=`), by name, written
-    /// `OPERATOR(schema.op)`. Every function pins `search_path = pg_catalog, pg_temp`,
+    /// `OPERATOR(schema.op)`; and its own `min()` and `max()` aggregates, written
+    /// `schema.name`. Every function pins `search_path = pg_catalog, pg_temp`,
     /// where an unqualified `=` would not find them and Postgres would silently compare
     /// as text instead.
     #[serde(default)]
@@ -51,6 +52,15 @@ impl Column {
             .get(name)
             .cloned()
             .unwrap_or_else(|| name.to_string())
+    }
+
+    /// The aggregate `name` (`min`, `max`) over this column's type: the type's own when
+    /// it brings one (`public.max` for citext), else pg_catalog's.
+    pub fn aggregate(&self, name: &str) -> String {
+        self.operators
+            .get(&format!("{name}()"))
+            .cloned()
+            .unwrap_or_else(|| format!("pg_catalog.{name}"))
     }
 
     /// Whether the type brings its own operator `name` (outside pg_catalog).

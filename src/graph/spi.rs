@@ -32,13 +32,23 @@ SELECT coalesce(pg_catalog.jsonb_agg((
                            WHEN 'pg_catalog.bit'::pg_catalog.regtype THEN 'pg_catalog.varbit'
                            ELSE pg_catalog.format_type(bt.oid, NULL) END,
                        'operators', (
-                           SELECT coalesce(pg_catalog.jsonb_object_agg(o.oprname,
-                                      pg_catalog.format('OPERATOR(%I.%s)', ons.nspname, o.oprname)), '{}')
-                           FROM pg_catalog.pg_operator o
-                           JOIN pg_catalog.pg_namespace ons ON ons.oid = o.oprnamespace
-                           WHERE o.oprleft = bt.oid AND o.oprright = bt.oid
-                             AND o.oprname IN ('=', '<>', '<', '<=', '>', '>=', '~~')
-                             AND ons.nspname OPERATOR(pg_catalog.<>) 'pg_catalog')) ORDER BY a.attnum)
+                           SELECT coalesce(pg_catalog.jsonb_object_agg(x.k, x.v), '{}') FROM (
+                               SELECT o.oprname AS k,
+                                      pg_catalog.format('OPERATOR(%I.%s)', ons.nspname, o.oprname) AS v
+                               FROM pg_catalog.pg_operator o
+                               JOIN pg_catalog.pg_namespace ons ON ons.oid = o.oprnamespace
+                               WHERE o.oprleft = bt.oid AND o.oprright = bt.oid
+                                 AND o.oprname IN ('=', '<>', '<', '<=', '>', '>=', '~~')
+                                 AND ons.nspname OPERATOR(pg_catalog.<>) 'pg_catalog'
+                               UNION ALL
+                               -- The type's own min and max (citext's compare as citext).
+                               SELECT f.proname OPERATOR(pg_catalog.||) '()',
+                                      pg_catalog.format('%I.%I', fns.nspname, f.proname)
+                               FROM pg_catalog.pg_proc f
+                               JOIN pg_catalog.pg_namespace fns ON fns.oid = f.pronamespace
+                               WHERE f.prokind = 'a' AND f.proname IN ('min', 'max') AND f.pronargs = 1
+                                 AND f.proargtypes[0] = bt.oid
+                                 AND fns.nspname OPERATOR(pg_catalog.<>) 'pg_catalog') x)) ORDER BY a.attnum)
             FROM pg_catalog.pg_attribute a
             JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
             -- A domain's base type, through domains over domains.
