@@ -385,4 +385,80 @@ INSERT INTO public.tx_items VALUES (10, 1, 'cat', 0.1, 'ann'), (11, 1, 'Dog', 0.
             four_ways("", def, &hand);
         }
     }
+
+    /// Keys without a primary key or unique index (a view, a table without
+    /// constraints): a profile is a distinct non-null key, related rows count once per
+    /// key, a row without a key is no entity, and each entity gets one event.
+    #[pg_test]
+    fn keys_without_constraints_count_once() {
+        Spi::run(
+            r#"
+CREATE TABLE public.nk_profiles (id text, plan text);
+INSERT INTO public.nk_profiles VALUES ('1', 'x'), ('1', 'x'), ('2', 'y'), (NULL, 'x'), ('3', 'x');
+CREATE TABLE public.nk_orders (id int, profile_id text, amount numeric);
+INSERT INTO public.nk_orders VALUES (1, '1', 10), (1, '1', 10), (2, '2', 5), (NULL, '3', 7);
+"#,
+        )
+        .unwrap();
+        let defined = Spi::get_one::<JsonB>(
+            r#"SELECT la_define_data_graph('{
+              "entities": [{"slug": "orders", "table_ref": "public.nk_orders", "primary_key": "id"}],
+              "profile": {"table_ref": "public.nk_profiles", "primary_key": "id",
+                          "relationships": [{"slug": "orders", "related_entity": "orders",
+                                             "trait": {"name": "id", "join_key": "profile_id"}}]}}')"#,
+        )
+        .unwrap()
+        .unwrap()
+        .0;
+        // Validation says so, at both keys.
+        let warned: Vec<String> = defined["warnings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{defined}"))
+            .iter()
+            .filter_map(|w| w["path"].as_str().map(str::to_string))
+            .collect();
+        for path in ["$.profile.primary_key", "$.entities[0].primary_key"] {
+            assert!(warned.iter().any(|p| p == path), "{path} in {defined}");
+        }
+        let profiles = |cond: &str| {
+            format!("SELECT DISTINCT p.id AS profile_id FROM public.nk_profiles p WHERE p.id IS NOT NULL AND {cond}")
+        };
+        let cases = [
+            (json!({"trait": "plan", "op": "equals", "value": "x"}), profiles("p.plan = 'x'"), vec![1, 3]),
+            (
+                json!({"relationship": "orders", "count": {"exactly": 1}}),
+                profiles("(SELECT count(DISTINCT o.id) FROM public.nk_orders o WHERE o.profile_id = p.id) = 1"),
+                vec![1, 2],
+            ),
+            (
+                json!({"relationship": "orders", "count": {"exactly": 0}}),
+                profiles("(SELECT count(DISTINCT o.id) FROM public.nk_orders o WHERE o.profile_id = p.id) = 0"),
+                vec![3],
+            ),
+            (
+                json!({"relationship": "orders", "aggregate": {"fn": "sum", "column": "amount", "op": "gt", "value": 8}}),
+                profiles("(SELECT coalesce(sum(d.amount), 0) FROM (SELECT DISTINCT ON (o.id) o.amount FROM public.nk_orders o WHERE o.profile_id = p.id) d) > 8"),
+                vec![1],
+            ),
+        ];
+        for (def, hand, want) in cases {
+            assert_eq!(ids(&hand), want, "{hand}");
+            four_ways("", def, &hand);
+        }
+        // Entity tracking: the order without an id is no entity; the duplicated order is
+        // one entity with one event.
+        Spi::run(
+            "SELECT la_create_destination('nk_hook', 'webhook', '{\"url\": \"https://example.com/hook\"}');
+             SELECT la_define_audience('nk_orders', '{\"relationship\": \"orders\"}');
+             SELECT la_activate('nk_orders', 'nk_hook', 'Entity Added', 'orders');",
+        )
+        .unwrap();
+        let run = Spi::get_one::<JsonB>("SELECT la_compute_audience('nk_orders')")
+            .unwrap()
+            .unwrap()
+            .0;
+        assert_eq!(run["members"], json!(3), "{run}");
+        assert_eq!(run["entities_added"], json!(2), "{run}");
+        assert_eq!(run["events_written"], json!(2), "{run}");
+    }
 }

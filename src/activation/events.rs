@@ -433,27 +433,34 @@ fn events_sql(
         if let Some((table, entity)) = entity_table(ctx, rel) {
             let (slug, pk) = (entity.slug.clone(), entity.primary_key.clone());
             if let Some(pkc) = table.column(&pk) {
-                joins = format!(
-                    " LEFT JOIN {} t ON t.{} = ch.entity_id::{}",
-                    table.quoted,
-                    pkc.quoted,
-                    pkc.value_type()
-                );
                 // An entity carrying the profile key may be unique only together with
                 // it (as on Citus, where it is also co-located with its profile): the
                 // row is this profile's.
                 let key = entity.profile_key.as_deref().and_then(|k| table.column(k));
+                let mut on = format!("t.{} = ch.entity_id::{}", pkc.quoted, pkc.value_type());
                 if let Some(k) = key {
                     if distributed.is_some() {
-                        joins.push_str(&format!(" AND t.{} = ch.profile_key", k.quoted));
+                        on.push_str(&format!(" AND t.{} = ch.profile_key", k.quoted));
                     } else {
-                        joins.push_str(&format!(
+                        on.push_str(&format!(
                             " AND t.{} = ch.profile_id::{}",
                             k.quoted,
                             k.value_type()
                         ));
                     }
                 }
+                // A table whose key is not unique (no primary key or unique index on it)
+                // gives one of its rows, not one event per duplicate.
+                let unique = table.unique_on(&[pk.as_str()])
+                    || key.is_some_and(|k| table.unique_on(&[pk.as_str(), k.name.as_str()]));
+                joins = if unique {
+                    format!(" LEFT JOIN {} t ON {on}", table.quoted)
+                } else {
+                    format!(
+                        " LEFT JOIN LATERAL (SELECT * FROM {} t WHERE {on} LIMIT 1) t ON true",
+                        table.quoted
+                    )
+                };
                 let own = selected
                     .iter()
                     .find(|(r, _)| r == rel)
@@ -564,7 +571,7 @@ fn events_sql(
          'timestamp', {ts}, {body}, 'context', {context}) AS payload \
          FROM (SELECT pg_catalog.gen_random_uuid() AS id, coalesce(p.{uid}::pg_catalog.text, ch.profile_id) AS user_id, \
                ch.profile_id, ch.entity_id, ch.change, {traits} AS traits, {rels} AS rels, {ent} AS ent \
-               FROM {source} ch LEFT JOIN {pt} p ON p.{pk} = {profile_key}{joins} \
+               FROM {source} ch {profile_join}{joins} \
                WHERE ch.change = ANY ({changes}){rel_filter}{filter}) e",
         dest = ctx.value(&a.destination),
         preset = ctx.value(&a.preset),
@@ -572,12 +579,23 @@ fn events_sql(
         uid = c.profile.user_id,
         traits = object(ctx, &traits),
         rels = object(ctx, &rels),
-        pt = c.profile.table,
-        pk = c.profile.pk,
-        profile_key = match distributed {
-            Some(_) => "ch.profile_key".to_string(),
-            None => format!("ch.profile_id::{}", c.profile.pk_type),
-        },
+        profile_join = profile_join(c, distributed.is_some()),
         filter = distributed.unwrap_or_default(),
     )
+}
+
+/// The changed profile's row, joined to its change: one row, even when the profile
+/// table's key is not unique (a view, a table without constraints).
+fn profile_join(c: &Compiled, distributed: bool) -> String {
+    let key = if distributed {
+        "ch.profile_key".to_string()
+    } else {
+        format!("ch.profile_id::{}", c.profile.pk_type)
+    };
+    let (t, pk) = (&c.profile.table, &c.profile.pk);
+    if c.profile.unique {
+        format!("LEFT JOIN {t} p ON p.{pk} = {key}")
+    } else {
+        format!("LEFT JOIN LATERAL (SELECT * FROM {t} p WHERE p.{pk} = {key} LIMIT 1) p ON true")
+    }
 }

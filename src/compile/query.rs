@@ -13,6 +13,30 @@ pub struct ProfileSql {
     pub pk_type: String,
     /// Quoted column sent as userId.
     pub user_id: String,
+    /// A primary key or unique index is on the key alone. When not (a view, a table
+    /// without constraints), members are the distinct non-null keys.
+    pub unique: bool,
+}
+
+impl ProfileSql {
+    /// `DISTINCT ` when keys may repeat.
+    fn distinct(&self) -> &'static str {
+        if self.unique {
+            ""
+        } else {
+            "DISTINCT "
+        }
+    }
+
+    /// `p.key IS NOT NULL AND ` when keys may be missing (a profile without a key is no
+    /// member).
+    fn keyed(&self) -> String {
+        if self.unique {
+            String::new()
+        } else {
+            format!("p.{} IS NOT NULL AND ", self.pk)
+        }
+    }
 }
 
 /// How to select the rows of one relationship that satisfy a node, per profile: `FROM
@@ -127,7 +151,9 @@ impl Compiled {
             return d.clone();
         }
         format!(
-            "SELECT p.{pk}::pg_catalog.text AS profile_id\nFROM {t} p\nWHERE {c}",
+            "SELECT {d}p.{pk}::pg_catalog.text AS profile_id\nFROM {t} p\nWHERE {k}{c}",
+            d = self.profile.distinct(),
+            k = self.profile.keyed(),
             pk = self.profile.pk,
             t = self.profile.table,
             c = self.condition
@@ -138,7 +164,8 @@ impl Compiled {
     /// `profile_id` column): an incremental compute evaluates only those.
     pub fn members_among_sql(&self, ids: &str) -> String {
         format!(
-            "SELECT p.{pk}::pg_catalog.text AS profile_id\nFROM {t} p\nWHERE p.{pk} IN (SELECT d.profile_id::{ty} FROM {ids} d) AND {c}",
+            "SELECT {d}p.{pk}::pg_catalog.text AS profile_id\nFROM {t} p\nWHERE p.{pk} IN (SELECT d.profile_id::{ty} FROM {ids} d) AND {c}",
+            d = self.profile.distinct(),
             pk = self.profile.pk,
             ty = self.profile.pk_type,
             t = self.profile.table,
@@ -185,9 +212,11 @@ impl Compiled {
         };
         format!(
             "SELECT coalesce(pg_catalog.jsonb_agg(s.row ORDER BY s.ord), '[]') FROM (\
-             SELECT p.{pk} AS ord, pg_catalog.jsonb_build_object('profile_id', p.{pk}::pg_catalog.text, \
+             SELECT {d}p.{pk} AS ord, pg_catalog.jsonb_build_object('profile_id', p.{pk}::pg_catalog.text, \
              'user_id', p.{uid}::pg_catalog.text, 'traits', pg_catalog.to_jsonb(p), 'entities', {entities}) AS row \
-             FROM {t} p WHERE {c} ORDER BY p.{pk} LIMIT {limit}) s",
+             FROM {t} p WHERE {k}{c} ORDER BY p.{pk} LIMIT {limit}) s",
+            d = if self.profile.unique { String::new() } else { format!("DISTINCT ON (p.{}) ", self.profile.pk) },
+            k = self.profile.keyed(),
             pk = self.profile.pk,
             uid = self.profile.user_id,
             t = self.profile.table,
@@ -198,6 +227,12 @@ impl Compiled {
     pub fn count_sql(&self) -> String {
         if let Some(d) = &self.direct {
             return format!("SELECT pg_catalog.count(*) FROM ({d}) d");
+        }
+        if !self.profile.unique {
+            return format!(
+                "SELECT pg_catalog.count(DISTINCT p.{}) FROM {} p WHERE {}",
+                self.profile.pk, self.profile.table, self.condition
+            );
         }
         format!(
             "SELECT pg_catalog.count(*) FROM {} p WHERE {}",

@@ -35,6 +35,11 @@ impl<'a> Planner<'a> {
         };
         let target_pk = target.table.column(&entity.primary_key);
         let target_pk = self.found(target_pk, &at, "the entity's primary key")?;
+        let key_unique = target.table.unique_on(&[entity.primary_key.as_str()])
+            || entity
+                .profile_key
+                .as_deref()
+                .is_some_and(|k| target.table.unique_on(&[entity.primary_key.as_str(), k]));
         let children = n
             .relationships
             .iter()
@@ -61,7 +66,9 @@ impl<'a> Planner<'a> {
             children,
             count,
             aggregate,
-            may_repeat: chain.may_repeat,
+            // Rows of an entity whose key is not unique (no primary key or unique index
+            // on it, alone or with the profile key) count once per key.
+            may_repeat: chain.may_repeat || !key_unique,
             droppable: chain.droppable,
             short: false,
             shape: Shape::Exists,

@@ -16,6 +16,7 @@ pub(super) fn render(plan: Plan<'_>) -> Compiled {
             pk: plan.pk.quoted.clone(),
             pk_type: plan.pk.value_type().to_string(),
             user_id: plan.user_id.quoted.clone(),
+            unique: plan.profile.unique_on(&[plan.pk.name.as_str()]),
         },
         condition,
         params: r.params,

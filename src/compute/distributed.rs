@@ -97,8 +97,9 @@ fn pairs_sql(c: &Compiled, selects: &[&EntitySelect], audience: &str) -> String 
                     s.key_text()
                 ),
                 &format!(
-                    "EXISTS (SELECT 1 FROM linked_audiences.audience_members m \
-                     WHERE m.audience_id = {audience} AND m.profile_key = p.{pk})"
+                    "{}.{} IS NOT NULL AND EXISTS (SELECT 1 FROM linked_audiences.audience_members m \
+                     WHERE m.audience_id = {audience} AND m.profile_key = p.{pk})",
+                    s.target_alias, s.target_pk
                 ),
             )
         })

@@ -92,9 +92,11 @@ pub fn entity_pairs_sql(
                     "DISTINCT p.{pk}::pg_catalog.text AS profile_id, {} AS entity_id",
                     s.key_text()
                 ),
+                // (A row without a key is no entity to track.)
                 &format!(
-                    "EXISTS (SELECT 1 FROM linked_audiences.audience_members m \
-                     WHERE m.audience_id = {audience} AND m.profile_id = p.{pk}::pg_catalog.text){only}"
+                    "{}.{} IS NOT NULL AND EXISTS (SELECT 1 FROM linked_audiences.audience_members m \
+                     WHERE m.audience_id = {audience} AND m.profile_id = p.{pk}::pg_catalog.text){only}",
+                    s.target_alias, s.target_pk
                 ),
             )
         })

@@ -212,6 +212,29 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A key without a primary key or unique index on it (alone, or with `with`): rows
+    /// that share one are one profile or entity, and rows without one are left out.
+    fn warn_not_unique(&mut self, table: &Table, key: &str, with: Option<&str>, path: &str) {
+        let unique = table.unique_on(&[key]) || with.is_some_and(|w| table.unique_on(&[key, w]));
+        if unique || table.column(key).is_none() {
+            return;
+        }
+        self.report.warnings.push(
+            Problem::invalid(
+                path,
+                format!(
+                    "no primary key or unique index on {}({key}): rows that share a {key} count as one, and rows without one are left out",
+                    table.display()
+                ),
+            )
+            .with_hint(format!(
+                "ALTER TABLE {} ADD PRIMARY KEY ({});",
+                table.quoted,
+                table.column(key).map_or(key, |c| c.quoted.as_str())
+            )),
+        );
+    }
+
     fn slug(&mut self, slug: &str, path: &str, seen: &mut HashMap<String, String>, what: &str) {
         if !is_valid_slug(slug) {
             self.problem(
@@ -241,7 +264,10 @@ impl<'a> Checker<'a> {
             let path = path_index("$.entities", i);
             self.slug(&e.slug, &path_key(&path, "slug"), &mut seen, "entity");
             if let Some(t) = self.table(&e.table_ref, &path_key(&path, "table_ref")) {
-                self.column(t, &e.primary_key, &path_key(&path, "primary_key"));
+                let key_path = path_key(&path, "primary_key");
+                if self.column(t, &e.primary_key, &key_path).is_some() {
+                    self.warn_not_unique(t, &e.primary_key, e.profile_key.as_deref(), &key_path);
+                }
                 if let Some(pk) = &e.profile_key {
                     let at = path_key(&path, "profile_key");
                     if let Some(c) = self.column(t, pk, &at) {
@@ -273,7 +299,9 @@ impl<'a> Checker<'a> {
     fn profile(&mut self) -> Option<&'a Table> {
         let p = self.graph.profile.as_ref()?;
         let t = self.table(&p.table_ref, "$.profile.table_ref")?;
-        self.column(t, &p.primary_key, "$.profile.primary_key");
+        if self.column(t, &p.primary_key, "$.profile.primary_key").is_some() {
+            self.warn_not_unique(t, &p.primary_key, None, "$.profile.primary_key");
+        }
         if let Some(u) = &p.user_id {
             self.column(t, u, "$.profile.user_id");
         }
