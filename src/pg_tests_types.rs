@@ -317,9 +317,10 @@ UPDATE public.tm_items SET id = id + 100;
 CREATE EXTENSION IF NOT EXISTS citext SCHEMA public;
 CREATE COLLATION public.tx_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 CREATE TABLE public.tx_profiles (id int PRIMARY KEY, nick varchar(10), ci public.citext,
-                                 nd text COLLATE public.tx_ci);
+                                 nd text COLLATE public.tx_ci, tags text[], doc jsonb);
 CREATE TABLE public.tx_items (id int PRIMARY KEY, profile_id int, kind public.citext, r real, v text);
-INSERT INTO public.tx_profiles VALUES (1, 'Cat', 'ANN', 'Ann'), (2, 'dog', 'bob', 'bob'), (3, NULL, NULL, NULL);
+INSERT INTO public.tx_profiles VALUES (1, 'Cat', 'ANN', 'Ann', '{a,b}', '{"k": 1}'),
+    (2, 'dog', 'bob', 'bob', '{b}', '{"k": [1]}'), (3, NULL, NULL, NULL, NULL, NULL);
 INSERT INTO public.tx_items VALUES (10, 1, 'cat', 0.1, 'ann'), (11, 1, 'Dog', 0.2, 'z'),
                                    (20, 2, 'DOG', 0.1, 'Bob'), (30, 3, 'x', NULL, NULL);
 "#,
@@ -377,8 +378,18 @@ INSERT INTO public.tx_items VALUES (10, 1, 'cat', 0.1, 'ann'), (11, 1, 'Dog', 0.
                 json!({"trait": "nd", "op": "starts_with", "value": "b"}),
                 "SELECT id::text AS profile_id FROM public.tx_profiles WHERE starts_with(nd COLLATE \"default\", 'b')".to_string(),
             ),
+            // An array column takes a JSON array, a jsonb column a JSON object.
+            (
+                json!({"trait": "tags", "op": "equals", "value": ["a", "b"]}),
+                "SELECT id::text AS profile_id FROM public.tx_profiles WHERE tags = '{a,b}'::text[]".to_string(),
+            ),
+            (
+                json!({"trait": "doc", "op": "equals", "value": {"k": [1]}}),
+                "SELECT id::text AS profile_id FROM public.tx_profiles WHERE doc = '{\"k\": [1]}'::jsonb".to_string(),
+            ),
         ];
-        let expected: [&[i64]; 8] = [&[1, 2], &[1, 2], &[1, 2], &[1], &[2], &[1], &[1], &[2]];
+        let expected: [&[i64]; 10] =
+            [&[1, 2], &[1, 2], &[1, 2], &[1], &[2], &[1], &[1], &[2], &[1], &[2]];
         for ((def, hand), want) in cases.into_iter().zip(expected) {
             // The hand-written answers are the ones the semantics call for.
             assert_eq!(ids(&hand), want.to_vec(), "{hand}");

@@ -521,7 +521,9 @@ impl Reader {
     }
 
     fn operand(&mut self, v: &Value, path: &str) -> Option<Operand> {
-        if v.is_object() {
+        // An object is a reference when it names one; any other object is a value (a
+        // jsonb column's).
+        if v.get("ref").is_some() {
             let mut o = obj(v, path, &mut self.out)?;
             let r = o.req_str("ref", &mut self.out);
             o.finish(&mut self.out);

@@ -329,6 +329,17 @@ impl<'a> Planner<'a> {
             (Class::Bool, Value::Bool(b)) => b.to_string(),
             (Class::Temporal, Value::String(s)) => s.clone(),
             (Class::Other, Value::String(s)) => s.clone(),
+            // An array column's value as a JSON array: its array literal.
+            (Class::Other, Value::Array(items)) if column.category == 'A' => {
+                let texts: Vec<String> = items
+                    .iter()
+                    .map(|i| match i {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                sql::array_literal(&texts)
+            }
             (Class::Other, v) if !v.is_null() => v.to_string(),
             (_, v) => {
                 let want = match cls {

@@ -95,7 +95,7 @@ fn trait_predicates() {
     let c = ok(json!({"trait": "email", "op": "ends_with", "value": "@example.com"}));
     assert_eq!(
         c.condition,
-        "(pg_catalog.right(p.email, pg_catalog.length($1::pg_catalog.text)) = $1::pg_catalog.text)"
+        "(pg_catalog.right((p.email) COLLATE pg_catalog.\"default\", pg_catalog.length($1::pg_catalog.text)) = $1::pg_catalog.text)"
     );
 
     let c = ok(json!({"trait": "email", "op": "equals", "value": {"ref": "profile.user_id"}}));

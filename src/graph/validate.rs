@@ -223,7 +223,7 @@ impl<'a> Checker<'a> {
             Problem::invalid(
                 path,
                 format!(
-                    "no primary key or unique index on {}({key}): rows that share a {key} count as one, and rows without one are left out",
+                    "no primary key or unique index on {}({key}): rows with the same {key} count as one, and rows without one are left out",
                     table.display()
                 ),
             )
