@@ -54,6 +54,38 @@ mod tests {
         Spi::run_with_args("SELECT la_define_data_graph($1)", &[JsonB(doc).into()]).unwrap();
     }
 
+    /// The capture trigger runs as its owner: a trigger a user made with it on a table
+    /// of their own, reading a relation of their choosing where the transition table
+    /// should be (a temporary view), is refused before it reads anything.
+    #[pg_test(
+        error = "linked_audiences.capture_rows: the trigger does not declare the transition tables it reads"
+    )]
+    fn capture_trigger_refuses_undeclared_transition_tables() {
+        Spi::run(
+            "CREATE TEMP TABLE la_own (a text);
+             CREATE TEMP VIEW la_new_rows AS SELECT 'planted'::text AS a;
+             CREATE TRIGGER planted AFTER INSERT ON pg_temp.la_own FOR EACH STATEMENT
+                 EXECUTE FUNCTION linked_audiences.capture_rows('public.pets', 'a');
+             INSERT INTO la_own VALUES ('1');",
+        )
+        .unwrap();
+    }
+
+    /// Nor does it write the change log for a table that capture did not install it on,
+    /// whatever the trigger's arguments name.
+    #[pg_test(
+        error = "linked_audiences.capture_rows: public.pets is not a table la_capture_changes() captures, or not this trigger's"
+    )]
+    fn capture_trigger_refuses_tables_it_does_not_capture() {
+        Spi::run(
+            "CREATE TABLE public.la_own (a text);
+             CREATE TRIGGER planted AFTER INSERT ON public.la_own REFERENCING NEW TABLE AS la_new_rows
+                 FOR EACH STATEMENT EXECUTE FUNCTION linked_audiences.capture_rows('public.pets', 'a');
+             INSERT INTO public.la_own VALUES ('1');",
+        )
+        .unwrap();
+    }
+
     #[pg_test]
     fn nothing_is_stored_on_error() {
         warehouse();

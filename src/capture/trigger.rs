@@ -15,11 +15,60 @@ use crate::compile::sql::quote_literal;
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 thread_local! {
     /// The prepared INSERTs, by their SQL text (one per table, event and columns).
     static PLANS: RefCell<HashMap<String, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+    /// The (relation oid, name) pairs found to be captured tables in this session.
+    static CAPTURED: RefCell<HashSet<(u32, String)>> = RefCell::new(HashSet::new());
+}
+
+/// Refuses to run unless called by a trigger `la_capture_changes` installed: one on a
+/// captured table, naming that table, whose transition tables have the names the INSERT
+/// reads. The function runs as its owner: without these checks, a role that may create
+/// a trigger on a table of its own could make it read a relation of its choosing (a
+/// temporary view shadowing an undeclared transition table) with the owner's rights, or
+/// write the change log at will.
+fn check_installed(trigger: &PgTrigger<'_>, relation: &str, op: &PgTriggerOperation) {
+    let refuse = |why: &str| -> ! {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("linked_audiences.capture_rows: {why}"),
+            "Only the triggers la_capture_changes() installs may call this function."
+        );
+    };
+    let new_name = trigger.new_transition_table_name().ok().flatten();
+    let old_name = trigger.old_transition_table_name().ok().flatten();
+    let declared = match op {
+        PgTriggerOperation::Insert => new_name == Some("la_new_rows"),
+        PgTriggerOperation::Delete => old_name == Some("la_old_rows"),
+        PgTriggerOperation::Update => {
+            new_name == Some("la_new_rows") && old_name == Some("la_old_rows")
+        }
+        PgTriggerOperation::Truncate => true,
+    };
+    if !declared {
+        refuse("the trigger does not declare the transition tables it reads");
+    }
+    let oid = match trigger.relation() {
+        Ok(r) => u32::from(r.oid()),
+        Err(_) => refuse("no relation"),
+    };
+    let key = (oid, relation.to_string());
+    if CAPTURED.with(|c| c.borrow().contains(&key)) {
+        return;
+    }
+    let captured = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM linked_audiences.capture c WHERE c.tables ? $1)
+                AND pg_catalog.to_regclass($1) = $2::pg_catalog.oid",
+        &[relation.into(), pg_sys::Oid::from(oid).into()],
+    );
+    if captured != Ok(Some(true)) {
+        refuse(&format!("{relation} is not a table la_capture_changes() captures, or not this trigger's"));
+    }
+    CAPTURED.with(|c| c.borrow_mut().insert(key));
 }
 
 /// An identifier quoted as Postgres' `quote_ident` would, always (the trigger's
@@ -68,7 +117,9 @@ fn capture_rows<'a>(
     let Some((relation, columns)) = args.split_first() else {
         error!("linked_audiences.capture_rows: the trigger names no relation");
     };
-    let rows_from = match trigger.op()? {
+    let op = trigger.op()?;
+    check_installed(trigger, relation, &op);
+    let rows_from = match op {
         PgTriggerOperation::Insert => Some("la_new_rows"),
         PgTriggerOperation::Delete => Some("la_old_rows"),
         PgTriggerOperation::Update => {
