@@ -316,11 +316,13 @@ UPDATE public.tm_items SET id = id + 100;
             r#"
 CREATE EXTENSION IF NOT EXISTS citext SCHEMA public;
 CREATE COLLATION public.tx_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE public.tx_groups (code public.citext PRIMARY KEY, region text);
+INSERT INTO public.tx_groups VALUES ('eu-1', 'eu'), ('US', 'us');
 CREATE TABLE public.tx_profiles (id int PRIMARY KEY, nick varchar(10), ci public.citext,
-                                 nd text COLLATE public.tx_ci, tags text[], doc jsonb);
+                                 nd text COLLATE public.tx_ci, tags text[], doc jsonb, grp text);
 CREATE TABLE public.tx_items (id int PRIMARY KEY, profile_id int, kind public.citext, r real, v text);
-INSERT INTO public.tx_profiles VALUES (1, 'Cat', 'ANN', 'Ann', '{a,b}', '{"k": 1}'),
-    (2, 'dog', 'bob', 'bob', '{b}', '{"k": [1]}'), (3, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO public.tx_profiles VALUES (1, 'Cat', 'ANN', 'Ann', '{a,b}', '{"k": 1}', 'EU-1'),
+    (2, 'dog', 'bob', 'bob', '{b}', '{"k": [1]}', 'us'), (3, NULL, NULL, NULL, NULL, NULL, 'eu-2');
 INSERT INTO public.tx_items VALUES (10, 1, 'cat', 0.1, 'ann'), (11, 1, 'Dog', 0.2, 'z'),
                                    (20, 2, 'DOG', 0.1, 'Bob'), (30, 3, 'x', NULL, NULL);
 "#,
@@ -328,10 +330,13 @@ INSERT INTO public.tx_items VALUES (10, 1, 'cat', 0.1, 'ann'), (11, 1, 'Dog', 0.
         .unwrap();
         Spi::run(
             r#"SELECT la_define_data_graph('{
-              "entities": [{"slug": "items", "table_ref": "public.tx_items", "primary_key": "id"}],
+              "entities": [{"slug": "items", "table_ref": "public.tx_items", "primary_key": "id"},
+                           {"slug": "groups", "table_ref": "public.tx_groups", "primary_key": "code"}],
               "profile": {"table_ref": "public.tx_profiles", "primary_key": "id",
                           "relationships": [{"slug": "items", "related_entity": "items",
-                                             "trait": {"name": "id", "join_key": "profile_id"}}]}}')"#,
+                                             "trait": {"name": "id", "join_key": "profile_id"}},
+                                            {"slug": "grp", "related_entity": "groups",
+                                             "trait": {"name": "grp", "join_key": "code"}}]}}')"#,
         )
         .unwrap();
         let items = |cond: &str| {
@@ -387,9 +392,14 @@ INSERT INTO public.tx_items VALUES (10, 1, 'cat', 0.1, 'ann'), (11, 1, 'Dog', 0.
                 json!({"trait": "doc", "op": "equals", "value": {"k": [1]}}),
                 "SELECT id::text AS profile_id FROM public.tx_profiles WHERE doc = '{\"k\": [1]}'::jsonb".to_string(),
             ),
+            // A join between text and citext columns: as citext.
+            (
+                json!({"relationship": "grp"}),
+                "SELECT p.id::text AS profile_id FROM public.tx_profiles p WHERE EXISTS (SELECT 1 FROM public.tx_groups g WHERE g.code = p.grp::public.citext)".to_string(),
+            ),
         ];
-        let expected: [&[i64]; 10] =
-            [&[1, 2], &[1, 2], &[1, 2], &[1], &[2], &[1], &[1], &[2], &[1], &[2]];
+        let expected: [&[i64]; 11] =
+            [&[1, 2], &[1, 2], &[1, 2], &[1], &[2], &[1], &[1], &[2], &[1], &[2], &[1, 2]];
         for ((def, hand), want) in cases.into_iter().zip(expected) {
             // The hand-written answers are the ones the semantics call for.
             assert_eq!(ids(&hand), want.to_vec(), "{hand}");

@@ -198,6 +198,12 @@ struct Mapper<'a> {
     params: &'a mut Params,
 }
 
+/// Text values (a query of one column `v`) of the column `from`.
+struct Values<'c> {
+    sql: String,
+    from: &'c Column,
+}
+
 impl<'a> Mapper<'a> {
     /// Values recorded for `table.column`.
     fn values(&self, table: &Table, column: &Column) -> String {
@@ -222,12 +228,24 @@ impl<'a> Mapper<'a> {
         )
     }
 
-    /// `expr IN` the text values of `values`, cast to `column`'s type.
-    fn typed_in(expr: &str, column: &Column, values: &str) -> String {
-        format!(
-            "{expr} IN (SELECT x.v::{t} FROM ({values}) x(v))",
-            t = column.value_type()
-        )
+    /// `expr` (a value of `column`) among the text values of `values` (of the column
+    /// `from`), compared as the join compares them (see `compile`'s `equate`): by the
+    /// type's own equality (citext's is case-insensitive), the side without one cast to
+    /// the other's type when the types differ.
+    fn typed_in(expr: &str, column: &Column, values: &Values<'_>) -> String {
+        let v = &values.sql;
+        let (e, ty, op) = if column.type_oid == values.from.type_oid || column.has_own_op("=") {
+            (expr.to_string(), column.value_type(), column.op("="))
+        } else if values.from.has_own_op("=") {
+            let ty = values.from.value_type();
+            (format!("{expr}::{ty}"), ty, values.from.op("="))
+        } else {
+            (expr.to_string(), column.value_type(), "=".to_string())
+        };
+        if op == "=" {
+            return format!("{e} IN (SELECT x.v::{ty} FROM ({v}) x(v))");
+        }
+        format!("{e} {op} ANY (ARRAY(SELECT x.v::{ty} FROM ({v}) x(v)))")
     }
 
     /// The profiles touched through one relationship: by its entity's rows and, for a
@@ -249,7 +267,10 @@ impl<'a> Mapper<'a> {
         };
         let mut out = Vec::new();
         if let Some(cc) = table.column(&child_column) {
-            let values = self.values(table, cc);
+            let values = Values {
+                sql: self.values(table, cc),
+                from: cc,
+            };
             out.extend(self.up(placed, &values));
         }
         if let ResolvedJoin::Junction {
@@ -263,7 +284,10 @@ impl<'a> Mapper<'a> {
                 .table(table_ref)
                 .and_then(|t| Some((t, t.column(left_column)?)))
             {
-                let values = self.values(jt, lc);
+                let values = Values {
+                    sql: self.values(jt, lc),
+                    from: lc,
+                };
                 out.extend(self.rows_of_parents(placed, &values));
             }
         }
@@ -272,7 +296,7 @@ impl<'a> Mapper<'a> {
 
     /// The profiles reaching rows of `placed` whose join column (to the parent) holds one
     /// of `values`.
-    fn up(&mut self, placed: &Placed<'_>, values: &str) -> Option<String> {
+    fn up(&mut self, placed: &Placed<'_>, values: &Values<'a>) -> Option<String> {
         match resolve(placed).ok()? {
             ResolvedJoin::Direct { .. } => self.rows_of_parents(placed, values),
             ResolvedJoin::Junction {
@@ -289,7 +313,7 @@ impl<'a> Mapper<'a> {
                     jt = jt.quoted,
                     cond = Self::typed_in(&format!("j.{}", rc.quoted), rc, values)
                 );
-                self.rows_of_parents(placed, &via)
+                self.rows_of_parents(placed, &Values { sql: via, from: lc })
             }
             ResolvedJoin::ExternalId { id_type, .. } => {
                 let ids = self.graph.profile.as_ref()?.identifiers.as_ref()?;
@@ -315,7 +339,7 @@ impl<'a> Mapper<'a> {
 
     /// The profiles reaching parent rows of `placed` whose join column (the parent side
     /// of `placed`'s join) holds one of `values`.
-    fn rows_of_parents(&mut self, placed: &Placed<'_>, values: &str) -> Option<String> {
+    fn rows_of_parents(&mut self, placed: &Placed<'_>, values: &Values<'a>) -> Option<String> {
         let parent_column = match resolve(placed).ok()? {
             ResolvedJoin::Direct { parent_column, .. }
             | ResolvedJoin::Junction { parent_column, .. } => parent_column,
@@ -348,7 +372,7 @@ impl<'a> Mapper<'a> {
                     pt = pt.quoted,
                     cond = Self::typed_in(&format!("t.{}", pc.quoted), pc, values)
                 );
-                self.up(&grand, &parents)
+                self.up(&grand, &Values { sql: parents, from: oc })
             }
         }
     }

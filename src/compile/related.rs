@@ -14,6 +14,8 @@ struct Joins {
     anchor: String,
     /// The expression on the scope row.
     outer: String,
+    /// The equality of `anchor` and `outer`.
+    eq: String,
     /// `from` and `anchor` without the first row (when the plan leaves it out).
     short: Option<(String, String)>,
 }
@@ -25,17 +27,17 @@ impl Renderer {
             conds: Vec::new(),
             anchor: String::new(),
             outer: String::new(),
+            eq: String::new(),
             short: None,
         };
         for (i, hop) in hops.iter().enumerate() {
             let alias = self.alias_row(hop.row, "r");
             let parent = self.aliases[hop.parent].clone();
-            let (piece, junction, a, o) = match &hop.join {
+            let (piece, junction, (a, eq, o)) = match &hop.join {
                 HopJoin::Direct { parent: pc, child } => (
                     format!("{} {alias}", hop.table.quoted),
                     String::new(),
-                    format!("{alias}.{}", child.quoted),
-                    format!("{parent}.{}", pc.quoted),
+                    equate(&alias, child, &parent, pc),
                 ),
                 HopJoin::ExternalId {
                     ids,
@@ -48,20 +50,16 @@ impl Renderer {
                 } => {
                     let ia = self.alias("i");
                     let p = self.params.typed(id_type.clone(), type_column.value_type());
+                    let (c, ceq, v) = equate(&alias, child, &ia, value_column);
                     let piece = format!(
-                        "{it} {ia} JOIN {t} {alias} ON {alias}.{cc} = {ia}.{val} AND {ia}.{ty} {eq} {p}",
+                        "{it} {ia} JOIN {t} {alias} ON {c} {ceq} {v} AND {ia}.{ty} {eq} {p}",
                         it = ids.quoted,
                         t = hop.table.quoted,
-                        cc = child.quoted,
-                        val = value_column.quoted,
                         ty = type_column.quoted,
                         eq = type_column.op("="),
                     );
-                    let (a, o) = (
-                        format!("{ia}.{}", key.quoted),
-                        format!("{parent}.{}", profile_pk.quoted),
-                    );
-                    (piece, ia, a, o)
+                    let join = equate(&ia, key, &parent, profile_pk);
+                    (piece, ia, join)
                 }
                 HopJoin::Junction {
                     table,
@@ -72,42 +70,37 @@ impl Renderer {
                     inner,
                 } => {
                     let ja = self.alias("j");
-                    let mut on = format!("{alias}.{} = {ja}.{}", child.quoted, right.quoted);
+                    let mut on = equality(equate(&alias, child, &ja, right));
                     if let Some((ck, jk)) = inner {
-                        on.push_str(&format!(" AND {alias}.{} = {ja}.{}", ck.quoted, jk.quoted));
+                        on.push_str(&format!(" AND {}", equality(equate(&alias, ck, &ja, jk))));
                     }
                     let piece = format!(
                         "{} {ja} JOIN {} {alias} ON {on}",
                         table.quoted, hop.table.quoted
                     );
-                    let (a, o) = (
-                        format!("{ja}.{}", left.quoted),
-                        format!("{parent}.{}", pc.quoted),
-                    );
-                    (piece, ja, a, o)
+                    let join = equate(&ja, left, &parent, pc);
+                    (piece, ja, join)
                 }
             };
-            let side = |(s, c): (Side, &Column)| {
-                let alias = match s {
-                    Side::Parent => &parent,
-                    Side::Junction => &junction,
-                    Side::Child => &alias,
-                };
-                format!("{alias}.{}", c.quoted)
+            let side = |s: Side| match s {
+                Side::Parent => parent.as_str(),
+                Side::Junction => junction.as_str(),
+                Side::Child => alias.as_str(),
             };
             let on: Vec<String> = hop
                 .keys
                 .iter()
-                .map(|k| format!("{} = {}", side(k.left), side(k.right)))
+                .map(|k| equality(equate(side(k.left.0), k.left.1, side(k.right.0), k.right.1)))
                 .collect();
             if i == 0 {
                 j.from = piece;
                 j.anchor = a;
                 j.outer = o;
+                j.eq = eq;
                 j.conds.extend(on);
                 continue;
             }
-            let mut all = vec![format!("{a} = {o}")];
+            let mut all = vec![format!("{a} {eq} {o}")];
             all.extend(on);
             if i == 1 && short {
                 j.short = Some((piece.clone(), a.clone()));
@@ -140,7 +133,7 @@ impl Renderer {
             row_conds.push(w);
         }
         let where_only = row_conds.clone();
-        let own = format!("{} = {}", joins.anchor, joins.outer);
+        let own = format!("{} {} {}", joins.anchor, joins.eq, joins.outer);
         // The entity select of this node: how its rows are reached from the profile.
         let select = EntitySelect {
             relationship: r.slug.clone(),
@@ -181,7 +174,7 @@ impl Renderer {
             None => (joins.from.clone(), joins.anchor.clone()),
         };
         if r.shape == Shape::Exists {
-            return exists(&path_from, &path_anchor, &joins.outer, &row_conds);
+            return exists(&path_from, &path_anchor, &joins.eq, &joins.outer, &row_conds);
         }
         // An aggregate over rows that can repeat runs over each (key, row) once: the
         // rows are made distinct first, then counted as they come.
@@ -226,8 +219,19 @@ impl Renderer {
         let g = self.alias("g");
         let having = having.join(" AND ");
         match r.shape {
-            Shape::PerProfile => per_profile(&from, &anchor, &joins.outer, &conds, &having),
-            _ => grouped(&from, &anchor, &joins.outer, &conds, &having, r.empty_holds(), &g),
+            Shape::PerProfile => {
+                per_profile(&from, &anchor, &joins.eq, &joins.outer, &conds, &having)
+            }
+            _ => grouped(
+                &from,
+                &anchor,
+                &joins.eq,
+                &joins.outer,
+                &conds,
+                &having,
+                r.empty_holds(),
+                &g,
+            ),
         }
     }
 
@@ -311,14 +315,13 @@ impl Renderer {
             conds.push(w);
         }
         let from = format!("{} {alias}", e.table.quoted);
-        let anchor = format!("{alias}.{}", e.key.quoted);
-        let outer = format!("{}.{}", self.aliases[PROFILE], e.profile_pk.quoted);
+        let (anchor, eq, outer) = equate(&alias, e.key, &self.aliases[PROFILE], e.profile_pk);
         self.pending = Some((
             EntitySelect {
                 relationship: String::new(),
                 entity: "events".into(),
                 from: from.clone(),
-                correlation: format!("{anchor} = {outer}"),
+                correlation: format!("{anchor} {eq} {outer}"),
                 conds: conds.clone(),
                 target_alias: alias.clone(),
                 target_pk: e.ts.quoted.clone(),
@@ -326,7 +329,7 @@ impl Renderer {
             None,
         ));
         if e.shape == Shape::Exists {
-            return exists(&from, &anchor, &outer, &conds);
+            return exists(&from, &anchor, &eq, &outer, &conds);
         }
         let p = self
             .params
@@ -340,8 +343,38 @@ impl Renderer {
             ));
         }
         match e.shape {
-            Shape::PerProfile => per_profile(&from, &anchor, &outer, &conds, &having),
-            _ => grouped(&from, &anchor, &outer, &conds, &having, e.count.holds(0), &g),
+            Shape::PerProfile => per_profile(&from, &anchor, &eq, &outer, &conds, &having),
+            _ => grouped(
+                &from,
+                &anchor,
+                &eq,
+                &outer,
+                &conds,
+                &having,
+                e.count.holds(0),
+                &g,
+            ),
         }
     }
+}
+
+/// `a.ca` and `b.cb` as an equality with the columns' type's own operator (citext's is
+/// case-insensitive): when the types differ and one brings its own operators, the other
+/// side is cast to it, whichever side it is on. (sides, operator)
+fn equate(a: &str, ca: &Column, b: &str, cb: &Column) -> (String, String, String) {
+    let (x, y) = (format!("{a}.{}", ca.quoted), format!("{b}.{}", cb.quoted));
+    if ca.type_oid == cb.type_oid {
+        (x, ca.op("="), y)
+    } else if ca.has_own_op("=") {
+        (x, ca.op("="), format!("{y}::{}", ca.value_type()))
+    } else if cb.has_own_op("=") {
+        (format!("{x}::{}", cb.value_type()), cb.op("="), y)
+    } else {
+        (x, "=".to_string(), y)
+    }
+}
+
+/// `x op y`.
+fn equality((x, op, y): (String, String, String)) -> String {
+    format!("{x} {op} {y}")
 }

@@ -1,16 +1,19 @@
-//! The SQL shapes of a condition over related rows.
+//! The SQL shapes of a condition over related rows. `anchor {eq} outer` joins the rows
+//! to the scope row (`eq` the join columns' type's own equality).
 
-pub(super) fn exists(from: &str, anchor: &str, outer: &str, conds: &[String]) -> String {
-    let mut all = vec![format!("{anchor} = {outer}")];
+pub(super) fn exists(from: &str, anchor: &str, eq: &str, outer: &str, conds: &[String]) -> String {
+    let mut all = vec![format!("{anchor} {eq} {outer}")];
     all.extend(conds.iter().cloned());
     format!("EXISTS (SELECT 1 FROM {from} WHERE {})", all.join(" AND "))
 }
 
 /// A threshold over related rows: the keys whose rows meet it, joined by EXISTS; or,
 /// when no rows at all meets it too, the keys whose rows fail it, joined by NOT EXISTS.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn grouped(
     from: &str,
     anchor: &str,
+    eq: &str,
     outer: &str,
     conds: &[String],
     having: &str,
@@ -28,7 +31,7 @@ pub(super) fn grouped(
         ("", having.to_string())
     };
     format!(
-        "{neg}EXISTS (SELECT 1 FROM (SELECT {anchor} AS k FROM {from}{where_sql} GROUP BY 1 HAVING {having}) {g} WHERE {g}.k = {outer})"
+        "{neg}EXISTS (SELECT 1 FROM (SELECT {anchor} AS k FROM {from}{where_sql} GROUP BY 1 HAVING {having}) {g} WHERE {g}.k {eq} {outer})"
     )
 }
 
@@ -38,11 +41,12 @@ pub(super) fn grouped(
 pub(super) fn per_profile(
     from: &str,
     anchor: &str,
+    eq: &str,
     outer: &str,
     conds: &[String],
     having: &str,
 ) -> String {
-    let mut all = vec![format!("{anchor} = {outer}")];
+    let mut all = vec![format!("{anchor} {eq} {outer}")];
     all.extend(conds.iter().cloned());
     format!(
         "EXISTS (SELECT 1 FROM {from} WHERE {} HAVING {having})",
