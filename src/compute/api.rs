@@ -476,8 +476,12 @@ fn fingerprint(compiled: &Compiled, tracked: &[String]) -> String {
         "tracked": tracked,
     })
     .to_string();
+    // Also who computes (grants and row-level security decide the members) and the
+    // session's time zone (a timestamp without time zone compares with now(), and a
+    // date literal with a timestamptz, in it).
     ok_or_raise(jsonb_row(
-        "SELECT pg_catalog.to_jsonb(pg_catalog.md5($1 || coalesce((SELECT g.graph::pg_catalog.text FROM linked_audiences.data_graph g), '')))",
+        "SELECT pg_catalog.to_jsonb(pg_catalog.md5($1 || coalesce((SELECT g.graph::pg_catalog.text FROM linked_audiences.data_graph g), '')
+             || pg_catalog.jsonb_build_array(CURRENT_USER, pg_catalog.current_setting('TimeZone'))::pg_catalog.text))",
         &[text.as_str().into()],
     ))
     .and_then(|v| v.as_str().map(str::to_owned))
@@ -557,7 +561,7 @@ fn incremental_from(
         ));
     }
     if s["same"] != json!(true) {
-        return Ok(Err("the audience, an audience it references, the relationships its activations track or the graph changed since the last compute".into()));
+        return Ok(Err("the audience, an audience it references, the relationships its activations track or the graph changed since the last compute, or it was computed by another role or in another time zone".into()));
     }
     if s["pruned"] == json!(true) {
         return Ok(Err(

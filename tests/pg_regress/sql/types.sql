@@ -23,4 +23,10 @@ SELECT la_compute_audience('eu_x') - 'duration_ms' - 'run_id' AS first;
 UPDATE ty_groups SET region = 'x' WHERE code = 'eu-1';
 SELECT la_compute_audience('eu_x', 'incremental') - 'duration_ms' - 'run_id' AS after_the_change;
 SELECT profile_id FROM linked_audiences.audience_members ORDER BY 1;
+-- Computed in another time zone (or by another role): not incremental, since
+-- comparisons with now() or with date literals may mean other instants there.
+SET TimeZone = 'Asia/Kolkata';
+SELECT la_compute_audience('eu_x', 'incremental') ->> 'error' AS other_zone;
+SELECT la_compute_audience('eu_x') ->> 'mode' AS auto;
+RESET TimeZone;
 SELECT la_capture_changes(false) = '[]' AS capture_off;
