@@ -143,10 +143,12 @@ fn la_data_graph_dot() -> String {
            RETURNS jsonb VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
 fn la_register_profile(
-    table_ref: pg_sys::Oid,
-    primary_key: String,
+    table_ref: Option<pg_sys::Oid>,
+    primary_key: Option<String>,
     user_id: Option<String>,
 ) -> JsonB {
+    let table_ref = crate::given(table_ref, "table_ref");
+    let primary_key = crate::given(primary_key, "primary_key");
     change(|g| {
         let table = spi::regclass_name(table_ref)?;
         edit::set_profile(g, table, primary_key, user_id);
@@ -187,12 +189,16 @@ fn la_register_identifiers(
            RETURNS jsonb VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
 fn la_register_entity(
-    slug: String,
-    table_ref: pg_sys::Oid,
-    primary_key: String,
+    slug: Option<String>,
+    table_ref: Option<pg_sys::Oid>,
+    primary_key: Option<String>,
     name: Option<String>,
     enrichment_enabled: Option<bool>,
 ) -> JsonB {
+    let slug = crate::given(slug, "slug");
+    let table_ref = crate::given(table_ref, "table_ref");
+    let primary_key = crate::given(primary_key, "primary_key");
+    let enrichment_enabled = Some(crate::given(enrichment_enabled, "enrichment_enabled"));
     change(|g| {
         let table_ref = spi::regclass_name(table_ref)?;
         let doc = json!({"slug": slug, "name": name, "table_ref": table_ref,
@@ -212,8 +218,8 @@ fn la_register_entity(
 )]
 #[allow(clippy::too_many_arguments)]
 fn la_register_relationship(
-    slug: String,
-    related_entity: String,
+    slug: Option<String>,
+    related_entity: Option<String>,
     parent: Option<String>,
     join_on: Option<String>,
     trait_join: Option<Doc>,
@@ -221,6 +227,8 @@ fn la_register_relationship(
     junction_table: Option<Doc>,
     name: Option<String>,
 ) -> JsonB {
+    let slug = crate::given(slug, "slug");
+    let related_entity = crate::given(related_entity, "related_entity");
     let doc = json!({
         "slug": slug, "related_entity": related_entity, "name": name, "join_on": join_on,
         "trait": trait_join.map(|j| j.or_raise("trait")),
@@ -238,12 +246,17 @@ fn la_register_relationship(
            RETURNS jsonb VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp LANGUAGE c AS 'MODULE_PATHNAME', '@FUNCTION_NAME@';"
 )]
 fn la_register_event_source(
-    table_ref: pg_sys::Oid,
-    profile_key: String,
-    name_column: String,
-    timestamp_column: String,
+    table_ref: Option<pg_sys::Oid>,
+    profile_key: Option<String>,
+    name_column: Option<String>,
+    timestamp_column: Option<String>,
     properties_column: Option<String>,
 ) -> JsonB {
+    use crate::given;
+    let table_ref = given(table_ref, "table_ref");
+    let profile_key = given(profile_key, "profile_key");
+    let name_column = given(name_column, "name_column");
+    let timestamp_column = given(timestamp_column, "timestamp_column");
     change(|g| {
         let table_ref = spi::regclass_name(table_ref)?;
         let doc = json!({"table_ref": table_ref, "profile_key": profile_key, "name_column": name_column,

@@ -85,6 +85,12 @@ pub fn raise(p: &Problem) -> ! {
     report(p)
 }
 
+/// A required argument of a function that also takes optional ones (so Postgres calls
+/// it with NULLs): a NULL is refused with 22023 at the argument's name.
+pub fn given<T>(v: Option<T>, arg: &str) -> T {
+    v.unwrap_or_else(|| raise(&error::Problem::invalid(arg, "must not be null")))
+}
+
 /// The value, or the problem raised as a Postgres ERROR.
 pub fn ok_or_raise<T>(r: error::Result<T>) -> T {
     r.unwrap_or_else(|p| raise(&p))

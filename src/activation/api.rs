@@ -180,13 +180,13 @@ fn check_properties(
 /// still on that version's schema keeps working with this library until it is updated.
 #[pg_extern(volatile, parallel_unsafe, sql = false)]
 fn la_activate(
-    audience: &str,
-    destination: &str,
-    event: &str,
+    audience: Option<&str>,
+    destination: Option<&str>,
+    event: Option<&str>,
     entity: Option<String>,
-    properties: Doc,
+    properties: Option<Doc>,
     event_name: Option<String>,
-    enabled: bool,
+    enabled: Option<bool>,
 ) -> i64 {
     la_activate_with(
         audience,
@@ -196,7 +196,7 @@ fn la_activate(
         properties,
         event_name,
         enabled,
-        false,
+        Some(false),
     )
 }
 
@@ -205,15 +205,23 @@ fn la_activate(
 #[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::too_many_arguments)]
 fn la_activate_with(
-    audience: &str,
-    destination: &str,
-    event: &str,
+    audience: Option<&str>,
+    destination: Option<&str>,
+    event: Option<&str>,
     entity: default!(Option<String>, "NULL"),
-    properties: default!(Doc, "'{}'"),
+    properties: default!(Option<Doc>, "'{}'"),
     event_name: default!(Option<String>, "NULL"),
-    enabled: default!(bool, true),
-    send_existing: default!(bool, false),
+    enabled: default!(Option<bool>, true),
+    send_existing: default!(Option<bool>, false),
 ) -> i64 {
+    use crate::given;
+    let (audience, destination, event) = (
+        given(audience, "audience"),
+        given(destination, "destination"),
+        given(event, "event"),
+    );
+    let properties = given(properties, "properties");
+    let (enabled, send_existing) = (given(enabled, "enabled"), given(send_existing, "send_existing"));
     let event = super::canonical_event(event);
     let stored = ok_or_raise(require(audience));
     let dest = ok_or_raise(jsonb_row(
@@ -413,7 +421,11 @@ pub fn load_activations(
 /// id, or `profile_id`), without writing anything.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
-fn la_preview_event(activation_id: i64, profile_id: default!(Option<String>, "NULL")) -> JsonB {
+fn la_preview_event(
+    activation_id: Option<i64>,
+    profile_id: default!(Option<String>, "NULL"),
+) -> JsonB {
+    let activation_id = crate::given(activation_id, "activation_id");
     use crate::audience::spi::args;
     let meta = ok_or_raise(jsonb_row(
         "SELECT pg_catalog.jsonb_build_object('audience_id', a.audience_id, 'key', au.key)

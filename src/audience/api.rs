@@ -32,14 +32,16 @@ fn check_key(key: &str) -> Result<()> {
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn la_define_audience(
-    key: &str,
-    definition: Doc,
+    key: Option<&str>,
+    definition: Option<Doc>,
     name: default!(Option<String>, "NULL"),
     description: default!(Option<String>, "NULL"),
-    enabled: default!(bool, true),
+    enabled: default!(Option<bool>, true),
 ) -> JsonB {
+    let key = crate::given(key, "key");
+    let enabled = crate::given(enabled, "enabled");
     ok_or_raise(check_key(key));
-    let definition = definition.or_raise("definition");
+    let definition = crate::given(definition, "definition").or_raise("definition");
     ok_or_raise(lock_audiences());
     let env = ok_or_raise(load_env());
     let compiled = compiled_or_raise(&env, &definition, Some(key));

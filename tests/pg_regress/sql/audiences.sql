@@ -185,3 +185,12 @@ SELECT la_validate_audience('{"relationship": "pets"}');
 SELECT la_preview_audience('{"relationship": "pets"}');
 SELECT la_preview_audience('no_such_audience');
 SELECT count(*) AS stored_bad FROM linked_audiences.audiences WHERE key = 'bad';
+
+-- A NULL where a value is required is bad input (22023 at the argument), not a crash.
+
+SELECT la_define_audience(NULL, '{"trait": "plan", "op": "is_null"}');
+SELECT la_define_audience('k1', NULL);
+SELECT la_activate('cat_owners', 'nowhere', 'Audience Entered', enabled => NULL);
+SELECT la_preview_event(NULL);
+SELECT la_register_entity('pets', NULL, 'id');
+SELECT la_register_event_source('events', 'profile_id', NULL, 'timestamp');
