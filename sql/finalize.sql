@@ -341,6 +341,10 @@ DECLARE
     tries integer;
     max_tries integer;
 BEGIN
+    IF retry_after IS NULL OR retry_after < interval '0' THEN
+        RAISE EXCEPTION 'retry_after: must be zero or positive, got %', coalesce(retry_after::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
     SELECT s.attempts, coalesce((d.settings->>'max_attempts')::integer, 10) INTO tries, max_tries
     FROM linked_audiences.outbox_state s JOIN linked_audiences.destination d ON d.key = s.destination
     WHERE s.id = la_outbox_fail.id AND s.status = 'pending'

@@ -198,7 +198,6 @@ fn la_register_entity(
     let slug = crate::given(slug, "slug");
     let table_ref = crate::given(table_ref, "table_ref");
     let primary_key = crate::given(primary_key, "primary_key");
-    let enrichment_enabled = Some(crate::given(enrichment_enabled, "enrichment_enabled"));
     change(|g| {
         let table_ref = spi::regclass_name(table_ref)?;
         let doc = json!({"slug": slug, "name": name, "table_ref": table_ref,

@@ -166,8 +166,17 @@ fn install(table: &str, columns: &[String]) -> Result<()> {
 }
 
 fn drop_triggers(table: &str) -> Result<()> {
+    // Only those that exist: DROP TRIGGER IF EXISTS would say so for each that does not.
+    let existing = jsonb_row(
+        "SELECT coalesce(pg_catalog.jsonb_agg(t.tgname), '[]') FROM pg_catalog.pg_trigger t
+         WHERE t.tgrelid = pg_catalog.to_regclass($1) AND t.tgname = ANY ($2)",
+        &[table.into(), TRIGGERS.to_vec().into()],
+    )?
+    .unwrap_or_default();
     for name in TRIGGERS {
-        run(&format!("DROP TRIGGER IF EXISTS {name} ON {table}"))?;
+        if existing.as_array().is_some_and(|a| a.iter().any(|n| n == name)) {
+            run(&format!("DROP TRIGGER IF EXISTS {name} ON {table}"))?;
+        }
     }
     Ok(())
 }

@@ -157,3 +157,7 @@ SELECT aggregateid, octet_length(payload::text) <= 32768 AS fits, payload->'prop
        jsonb_array_length(payload->'properties'->'transactions') < 600 AS cut
 FROM linked_audiences.outbox WHERE audience = 'big_spenders';
 SELECT events_written, events_truncated FROM linked_audiences.runs ORDER BY id DESC LIMIT 1;
+
+-- A retry delay must be given, and not negative (as la_outbox_release's).
+SELECT la_outbox_fail('00000000-0000-0000-0000-000000000000', 'boom', NULL);
+SELECT la_outbox_fail('00000000-0000-0000-0000-000000000000', 'boom', '-1 minute');

@@ -5,6 +5,7 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS linked_audiences CASCADE;
 CREATE EXTENSION linked_audiences;
 CREATE EXTENSION IF NOT EXISTS citext;
+DROP TABLE IF EXISTS ty_groups, ty_profiles;
 CREATE TABLE ty_groups (code citext PRIMARY KEY, region text);
 CREATE TABLE ty_profiles (id int PRIMARY KEY, grp text);
 INSERT INTO ty_groups VALUES ('eu-1', 'eu'), ('US', 'us');
