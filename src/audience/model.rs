@@ -587,10 +587,10 @@ impl Reader {
                 }
                 _ => {
                     let got = o.get(key).map_or("nothing", type_name);
-                    let what = if got == "a number" {
-                        "a number out of range"
-                    } else {
-                        got
+                    // (A number: itself, whether negative, fractional or too large.)
+                    let what = match o.get(key) {
+                        Some(Value::Number(n)) => n.to_string(),
+                        _ => got.to_string(),
                     };
                     self.problem(Problem::invalid(
                         kp,

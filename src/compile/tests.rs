@@ -458,7 +458,7 @@ fn errors_have_paths_codes_and_hints() {
         (json!({"relationship": "transactions", "where": {"column": "amount", "op": "gt", "value": {"ref": "pets.id"}}}), "22023",
          "$.where.value.ref: \"pets\" is not the profile or an ancestor relationship of this row", None),
         (json!({"relationship": "pets", "count": {"at_lest": 1}}), "22023", "$.count: a count has exactly one threshold", None),
-        (json!({"relationship": "pets", "count": {"at_least": -1}}), "22023", "$.count.at_least: expected a whole number from 0 to 2147483647, got a number out of range", None),
+        (json!({"relationship": "pets", "count": {"at_least": -1}}), "22023", "$.count.at_least: expected a whole number from 0 to 2147483647, got -1", None),
         (json!({"relationship": "pets", "aggregate": {"fn": "median", "column": "id", "op": "gt", "value": 1}}), "22023",
          "$.aggregate.fn: unknown aggregate function \"median\"", None),
         (json!({"relationship": "pets", "aggregate": {"fn": "sum", "column": "name", "op": "gt", "value": 1}}), "22023",
