@@ -380,6 +380,9 @@ DECLARE
     msg text;
     rid bigint;
 BEGIN
+    IF key IS NULL THEN
+        RAISE EXCEPTION 'key: must not be null' USING ERRCODE = '22023';
+    END IF;
     SELECT a.id INTO aid FROM linked_audiences.audience a WHERE a.key = la_compute_audience.key;
     IF aid IS NULL THEN
         -- Raises the error for an unknown key, with the nearest names.

@@ -222,6 +222,12 @@ fn la_activate_with(
     );
     let properties = given(properties, "properties");
     let (enabled, send_existing) = (given(enabled, "enabled"), given(send_existing, "send_existing"));
+    if event_name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        raise(
+            &Problem::invalid("event_name", "an event name cannot be empty")
+                .with_hint("Leave event_name out for the event's own name (Audience Entered, ...)."),
+        );
+    }
     let event = super::canonical_event(event);
     let stored = ok_or_raise(require(audience));
     let dest = ok_or_raise(jsonb_row(

@@ -239,16 +239,19 @@ fn link(ctx: &EventCtx<'_>, parent: &str, a: &str, child: &str, b: &str) -> Opti
     let placed = ctx.graph.relationship(child)?;
     let parent_table = entity_table(ctx, parent)?.0;
     let child_table = entity_table(ctx, child)?.0;
-    let q = |t: &Table, c: &str| t.column(c).map(|c| c.quoted.clone());
+    use crate::compile::{equality, equate};
+    let col = |t: &'_ Table, c: &str| t.column(c).cloned();
+    // Compared as the compiled query compares the same join (citext's equality).
     Some(match resolve(&placed).ok()? {
         ResolvedJoin::Direct {
             parent_column,
             child_column,
-        } => format!(
-            "{b}.{} = {a}.{}",
-            q(child_table, &child_column)?,
-            q(parent_table, &parent_column)?
-        ),
+        } => equality(equate(
+            b,
+            &col(child_table, &child_column)?,
+            a,
+            &col(parent_table, &parent_column)?,
+        )),
         ResolvedJoin::Junction {
             table_ref,
             parent_column,
@@ -261,13 +264,14 @@ fn link(ctx: &EventCtx<'_>, parent: &str, a: &str, child: &str, b: &str) -> Opti
             let owned = member_owns(ctx, jt, profile_key.as_deref(), &format!("{b}j"))
                 .map(|c| format!(" AND {c}"))
                 .unwrap_or_default();
+            let bj = format!("{b}j");
+            let left = equate(&bj, &col(jt, &left_column)?, a, &col(parent_table, &parent_column)?);
+            let right = equate(&bj, &col(jt, &right_column)?, b, &col(child_table, &child_column)?);
             format!(
-                "EXISTS (SELECT 1 FROM {} {b}j WHERE {b}j.{} = {a}.{} AND {b}j.{} = {b}.{}{owned})",
+                "EXISTS (SELECT 1 FROM {} {bj} WHERE {} AND {}{owned})",
                 jt.quoted,
-                q(jt, &left_column)?,
-                q(parent_table, &parent_column)?,
-                q(jt, &right_column)?,
-                q(child_table, &child_column)?
+                equality(left),
+                equality(right)
             )
         }
         ResolvedJoin::ExternalId { .. } => return None,

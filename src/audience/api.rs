@@ -91,6 +91,12 @@ fn la_validate_audience(definition: Doc) -> JsonB {
 }
 
 fn preview(compiled: &Compiled, sample: i32) -> Result<Value> {
+    if sample < 0 {
+        return Err(Problem::invalid(
+            "sample",
+            format!("the sample size must be zero or positive, got {sample}"),
+        ));
+    }
     let params = args(&compiled.params);
     let count = jsonb_row(
         &format!("SELECT pg_catalog.to_jsonb(({}))", compiled.count_sql()),

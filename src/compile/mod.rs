@@ -64,6 +64,7 @@ use path::alike;
 use render::Renderer;
 use predicate::{class, Class};
 pub use query::{ClockWindow, Compiled, EntitySelect, NodeSql, ProfileSql};
+pub use related::{equality, equate};
 use shape::{exists, grouped, per_profile};
 
 /// What the compiler reads: a validated graph with the catalog snapshot of its tables,

@@ -361,7 +361,7 @@ impl Renderer {
 /// `a.ca` and `b.cb` as an equality with the columns' type's own operator (citext's is
 /// case-insensitive): when the types differ and one brings its own operators, the other
 /// side is cast to it, whichever side it is on. (sides, operator)
-fn equate(a: &str, ca: &Column, b: &str, cb: &Column) -> (String, String, String) {
+pub fn equate(a: &str, ca: &Column, b: &str, cb: &Column) -> (String, String, String) {
     let (x, y) = (format!("{a}.{}", ca.quoted), format!("{b}.{}", cb.quoted));
     if ca.type_oid == cb.type_oid {
         (x, ca.op("="), y)
@@ -375,6 +375,6 @@ fn equate(a: &str, ca: &Column, b: &str, cb: &Column) -> (String, String, String
 }
 
 /// `x op y`.
-fn equality((x, op, y): (String, String, String)) -> String {
+pub fn equality((x, op, y): (String, String, String)) -> String {
     format!("{x} {op} {y}")
 }

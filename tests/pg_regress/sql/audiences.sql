@@ -194,3 +194,6 @@ SELECT la_activate('cat_owners', 'nowhere', 'Audience Entered', enabled => NULL)
 SELECT la_preview_event(NULL);
 SELECT la_register_entity('pets', NULL, 'id');
 SELECT la_register_event_source('events', 'profile_id', NULL, 'timestamp');
+SELECT la_compute_audience(NULL);
+SELECT la_preview_audience('{"trait": "plan", "op": "is_null"}'::jsonb, -1);
+SELECT la_activate('cat_owners', 'nowhere', 'Audience Entered', event_name => ' ');
