@@ -33,6 +33,9 @@ pub struct Row {
     pub mapped: Value,
     /// How many times the row has been handed out, this time included.
     pub attempts: i32,
+    /// When the event happened: the payload's `timestamp` (ISO 8601), for destinations
+    /// whose mapped body does not carry it.
+    pub timestamp: Option<String>,
 }
 
 /// A destination as `linked_audiences.destination` keeps it.
@@ -138,7 +141,8 @@ impl Consumer {
         // `mapped` falls back to the payload so a preset without a mapping still sends the event.
         let read = client
             .prepare(
-                "SELECT id::text, seq, aggregateid, action, coalesce(mapped, payload), attempts
+                "SELECT id::text, seq, aggregateid, action, coalesce(mapped, payload), attempts,
+                        payload ->> 'timestamp'
                  FROM la_outbox_read($1::text, $2::integer, make_interval(secs => $3::float8))",
             )
             .await?;
@@ -233,6 +237,7 @@ impl Consumer {
                 action: r.get(3),
                 mapped: r.get(4),
                 attempts: r.get(5),
+                timestamp: r.get(6),
             })
             .collect())
     }

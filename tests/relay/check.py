@@ -36,7 +36,7 @@ def normalize(value, ids):
         for k, v in value.items():
             if k in ("computation_id", "computation_run_id", "version") and isinstance(v, (str, int)):
                 out[k] = f"<{k}>"
-            elif k == "timestamp" and isinstance(v, int):
+            elif k in ("timestamp", "createdAt") and isinstance(v, int):
                 out[k] = "<unix time>"
             else:
                 out[k] = normalize(v, ids)

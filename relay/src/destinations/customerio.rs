@@ -98,7 +98,7 @@ pub fn uuid_as_ulid(uuid: &str) -> Option<String> {
 }
 
 /// An ISO 8601 timestamp (or a number) as Unix seconds.
-fn unix_seconds(ts: &Value) -> Option<i64> {
+pub(super) fn unix_seconds(ts: &Value) -> Option<i64> {
     match ts {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)

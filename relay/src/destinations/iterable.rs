@@ -3,7 +3,8 @@
 //!
 //! `trackEvent` rows `{userId, eventName, id, dataFields}` go to
 //! `POST {endpoint}/api/events/trackBulk` as `{"events": [...]}` (`id` is the outbox
-//! row id, so a resent event updates the one Iterable has); `updateUser` rows
+//! row id, so a resent event updates the one Iterable has), each with `createdAt`, the
+//! event's time in Unix seconds, as Segment's preset sends it; `updateUser` rows
 //! `{userId, dataFields}` go to `POST {endpoint}/api/users/bulkUpdate` as
 //! `{"users": [...]}`; the key travels in the `Api-Key` header. Iterable answers 200
 //! with `successCount`/`failCount` and names what failed (`invalidUserIds`,
@@ -32,6 +33,21 @@ const FAILED_USER_ID_LISTS: [&str; 6] = [
     "/failedUpdates/conflictUserIds",
     "/failedUpdates/invalidDataUserIds",
 ];
+
+/// A `trackEvent` body with `createdAt`, when the event happened in Unix seconds (the
+/// payload's `timestamp`): without it Iterable dates an event when it receives it, so a
+/// retried or delayed event would be dated late. A body that has one keeps it.
+fn with_created_at(row: &Row) -> Vec<u8> {
+    let mut mapped = row.mapped.clone();
+    let at = row
+        .timestamp
+        .as_ref()
+        .and_then(|t| super::customerio::unix_seconds(&Value::String(t.clone())));
+    if let (Some(body), Some(at)) = (mapped.as_object_mut(), at) {
+        body.entry("createdAt").or_insert(at.into());
+    }
+    serde_json::to_vec(&mapped).expect("JSON value")
+}
 
 pub struct Iterable {
     endpoint: String,
@@ -76,7 +92,7 @@ impl Api for Iterable {
         for (i, row) in rows.iter().enumerate() {
             let item = (i, serde_json::to_vec(&row.mapped).expect("JSON value"));
             match row.action.as_str() {
-                "trackEvent" => events.push(item),
+                "trackEvent" => events.push((i, with_created_at(row))),
                 "updateUser" => users.push(item),
                 _ => plan.rejected.push((i, unknown_action("iterable", row))),
             }
@@ -167,7 +183,8 @@ mod tests {
         assert_eq!(plan.requests[0].rows, vec![1]);
         assert_eq!(
             String::from_utf8(plan.requests[1].body.clone()).unwrap(),
-            r#"{"events":[{"userId":"a","eventName":"E"}]}"#
+            // With the event's time (2026-11-28T12:00:00Z, the row's timestamp).
+            r#"{"events":[{"userId":"a","eventName":"E","createdAt":1795867200}]}"#
         );
         assert!(plan.requests[1]
             .headers

@@ -255,6 +255,7 @@ pub(crate) fn test_row(action: &str, mapped: Value) -> Row {
         action: action.into(),
         mapped,
         attempts: 1,
+        timestamp: Some("2026-11-28T12:00:00.000Z".into()),
     }
 }
 
