@@ -56,7 +56,7 @@ fn la_create_destination(key: &str, preset: &str, settings: default!(Doc, "'{}'"
 
 /// Checks `properties`: `{"traits": [profile columns], "relationships": {slug: [columns]}}`
 /// where each relationship is one the audience's definition names.
-fn check_properties(
+pub(crate) fn check_properties(
     props: &Value,
     env: &crate::audience::spi::Env,
     named: &[String],

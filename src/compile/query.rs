@@ -191,15 +191,16 @@ impl Compiled {
                 let parts: Vec<String> = selects
                     .iter()
                     .map(|s| {
+                        // By the key as its type orders (as explanations list them).
                         s.select(&format!(
-                            "{} AS id, pg_catalog.to_jsonb({}) AS r",
-                            s.key_text(),
-                            s.target_alias
+                            "{a}.{k} AS k, pg_catalog.to_jsonb({a}) AS r",
+                            a = s.target_alias,
+                            k = s.target_pk
                         ))
                     })
                     .collect();
                 format!(
-                    "pg_catalog.jsonb_build_object({}, (SELECT coalesce(pg_catalog.jsonb_agg(x.r ORDER BY x.id), '[]') FROM (SELECT DISTINCT ON (u.id) u.id, u.r FROM ({}) u ORDER BY u.id LIMIT 10) x))",
+                    "pg_catalog.jsonb_build_object({}, (SELECT coalesce(pg_catalog.jsonb_agg(x.r ORDER BY x.k), '[]') FROM (SELECT DISTINCT ON (u.k) u.k, u.r FROM ({}) u ORDER BY u.k LIMIT 10) x))",
                     params.typed(*slug, "pg_catalog.text"),
                     parts.join(" UNION ALL ")
                 )

@@ -68,6 +68,27 @@ fn compute(key: &str, mode: &str) -> JsonB {
         compile_checked(&env, &stored.definition, Some(key)).unwrap_or_else(|ps| raise_all(&ps));
     let current = ok_or_raise(crate::sql::schema_0_3());
     let activations = ok_or_raise(crate::activation::api::load_activations(stored.id, None));
+    // What an activation enriches from may have gone since it was created (a renamed
+    // column, a graph change): its events go without it, and the compute says so.
+    if !activations.is_empty() {
+        let named: Vec<String> = compiled.entity_selects.iter().fold(Vec::new(), |mut v, s| {
+            if !v.contains(&s.relationship) {
+                v.push(s.relationship.clone());
+            }
+            v
+        });
+        for a in &activations {
+            for p in crate::activation::api::check_properties(&a.properties, &env, &named) {
+                pgrx::warning!(
+                    "linked_audiences: {key}: activation {} ({} to {}): {}; its events are written without it",
+                    a.id,
+                    a.event,
+                    a.destination,
+                    p.full_message()
+                );
+            }
+        }
+    }
     // Entities of the relationships that enabled Entity Added/Removed activations name.
     let tracked: Vec<String> = activations
         .iter()

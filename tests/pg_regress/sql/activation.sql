@@ -80,3 +80,15 @@ SELECT coalesce(payload->>'event', payload->>'type') AS event, destination, aggr
 FROM linked_audiences.outbox o
 WHERE o.run_id IN (SELECT max(id) FROM linked_audiences.runs GROUP BY audience_id)
 ORDER BY 1, 2, 3, 4;
+
+-- A column an activation enriches from, renamed after it was created: the compute goes
+-- on, says so, and the events go without it.
+BEGIN;
+SELECT la_create_destination('renamed_hook', 'webhook', '{"url": "https://example.com/hook"}') IS NOT NULL AS created;
+SELECT la_define_audience('renamed_enrichment', '{"trait": "plan", "op": "equals", "value": "premium"}') ->> 'key' AS defined;
+SELECT la_activate('renamed_enrichment', 'renamed_hook', 'Audience Entered', properties => '{"traits": ["first_name"]}') > 0 AS activated;
+ALTER TABLE profiles RENAME COLUMN first_name TO given_name;
+SELECT la_compute_audience('renamed_enrichment') ->> 'events_written' AS events_written;
+SELECT payload -> 'properties' ? 'first_name' AS has_first_name FROM linked_audiences.outbox
+WHERE destination = 'renamed_hook' LIMIT 1;
+ROLLBACK;
