@@ -398,8 +398,19 @@ INSERT INTO public.tx_items VALUES (10, 1, 'cat', 0.1, 'ann'), (11, 1, 'Dog', 0.
                 "SELECT p.id::text AS profile_id FROM public.tx_profiles p WHERE EXISTS (SELECT 1 FROM public.tx_groups g WHERE g.code = p.grp::public.citext)".to_string(),
             ),
         ];
-        let expected: [&[i64]; 11] =
-            [&[1, 2], &[1, 2], &[1, 2], &[1], &[2], &[1], &[1], &[2], &[1], &[2], &[1, 2]];
+        let expected: [&[i64]; 11] = [
+            &[1, 2],
+            &[1, 2],
+            &[1, 2],
+            &[1],
+            &[2],
+            &[1],
+            &[1],
+            &[2],
+            &[1],
+            &[2],
+            &[1, 2],
+        ];
         for ((def, hand), want) in cases.into_iter().zip(expected) {
             // The hand-written answers are the ones the semantics call for.
             assert_eq!(ids(&hand), want.to_vec(), "{hand}");

@@ -221,11 +221,15 @@ fn la_activate_with(
         given(event, "event"),
     );
     let properties = given(properties, "properties");
-    let (enabled, send_existing) = (given(enabled, "enabled"), given(send_existing, "send_existing"));
+    let (enabled, send_existing) = (
+        given(enabled, "enabled"),
+        given(send_existing, "send_existing"),
+    );
     if event_name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         raise(
-            &Problem::invalid("event_name", "an event name cannot be empty")
-                .with_hint("Leave event_name out for the event's own name (Audience Entered, ...)."),
+            &Problem::invalid("event_name", "an event name cannot be empty").with_hint(
+                "Leave event_name out for the event's own name (Audience Entered, ...).",
+            ),
         );
     }
     let event = super::canonical_event(event);

@@ -265,8 +265,18 @@ fn link(ctx: &EventCtx<'_>, parent: &str, a: &str, child: &str, b: &str) -> Opti
                 .map(|c| format!(" AND {c}"))
                 .unwrap_or_default();
             let bj = format!("{b}j");
-            let left = equate(&bj, &col(jt, &left_column)?, a, &col(parent_table, &parent_column)?);
-            let right = equate(&bj, &col(jt, &right_column)?, b, &col(child_table, &child_column)?);
+            let left = equate(
+                &bj,
+                &col(jt, &left_column)?,
+                a,
+                &col(parent_table, &parent_column)?,
+            );
+            let right = equate(
+                &bj,
+                &col(jt, &right_column)?,
+                b,
+                &col(child_table, &child_column)?,
+            );
             format!(
                 "EXISTS (SELECT 1 FROM {} {bj} WHERE {} AND {}{owned})",
                 jt.quoted,

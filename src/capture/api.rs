@@ -174,7 +174,10 @@ fn drop_triggers(table: &str) -> Result<()> {
     )?
     .unwrap_or_default();
     for name in TRIGGERS {
-        if existing.as_array().is_some_and(|a| a.iter().any(|n| n == name)) {
+        if existing
+            .as_array()
+            .is_some_and(|a| a.iter().any(|n| n == name))
+        {
             run(&format!("DROP TRIGGER IF EXISTS {name} ON {table}"))?;
         }
     }

@@ -372,7 +372,13 @@ impl<'a> Mapper<'a> {
                     pt = pt.quoted,
                     cond = Self::typed_in(&format!("t.{}", pc.quoted), pc, values)
                 );
-                self.up(&grand, &Values { sql: parents, from: oc })
+                self.up(
+                    &grand,
+                    &Values {
+                        sql: parents,
+                        from: oc,
+                    },
+                )
             }
         }
     }

@@ -66,7 +66,9 @@ fn check_installed(trigger: &PgTrigger<'_>, relation: &str, op: &PgTriggerOperat
         &[relation.into(), pg_sys::Oid::from(oid).into()],
     );
     if captured != Ok(Some(true)) {
-        refuse(&format!("{relation} is not a table la_capture_changes() captures, or not this trigger's"));
+        refuse(&format!(
+            "{relation} is not a table la_capture_changes() captures, or not this trigger's"
+        ));
     }
     CAPTURED.with(|c| c.borrow_mut().insert(key));
 }

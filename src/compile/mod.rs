@@ -61,10 +61,10 @@ mod render;
 mod shape;
 
 use path::alike;
-use render::Renderer;
 use predicate::{class, Class};
 pub use query::{ClockWindow, Compiled, EntitySelect, NodeSql, ProfileSql};
 pub use related::{equality, equate};
+use render::Renderer;
 use shape::{exists, grouped, per_profile};
 
 /// What the compiler reads: a validated graph with the catalog snapshot of its tables,

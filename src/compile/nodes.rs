@@ -119,7 +119,11 @@ impl<'a> Planner<'a> {
         cond
     }
 
-    pub(super) fn event(&mut self, e: &EventNode, scope: &[Row<'a>]) -> Result<EventPlan<'a>, Recorded> {
+    pub(super) fn event(
+        &mut self,
+        e: &EventNode,
+        scope: &[Row<'a>],
+    ) -> Result<EventPlan<'a>, Recorded> {
         let top = std::mem::take(&mut self.top_event);
         let at = path_key(&e.path, "event");
         let graph = self.ctx.graph;
@@ -159,12 +163,16 @@ impl<'a> Planner<'a> {
                 self.clock(table, ts, i);
                 Some(WindowPlan::Last(self.interval(i, &path_key(&wp, "last"))))
             }
-            Some(Window::After(t)) => {
-                Some(WindowPlan::After(self.typed_text(t, ts, &path_key(&wp, "after"))))
-            }
-            Some(Window::Before(t)) => {
-                Some(WindowPlan::Before(self.typed_text(t, ts, &path_key(&wp, "before"))))
-            }
+            Some(Window::After(t)) => Some(WindowPlan::After(self.typed_text(
+                t,
+                ts,
+                &path_key(&wp, "after"),
+            ))),
+            Some(Window::Before(t)) => Some(WindowPlan::Before(self.typed_text(
+                t,
+                ts,
+                &path_key(&wp, "before"),
+            ))),
             Some(Window::Between(a, b)) => Some(WindowPlan::Between(
                 self.typed_text(a, ts, &path_key(&wp, "between[0]")),
                 self.typed_text(b, ts, &path_key(&wp, "between[1]")),

@@ -281,7 +281,12 @@ impl<'a> Planner<'a> {
                     child: table.column(&child_column)?,
                     profile_pk,
                 };
-                (join, (Side::Junction, key), (Side::Parent, profile_pk), None)
+                (
+                    join,
+                    (Side::Junction, key),
+                    (Side::Parent, profile_pk),
+                    None,
+                )
             }
             ResolvedJoin::Junction {
                 table_ref,
@@ -365,5 +370,12 @@ fn first_row_passes_through(hops: &[Hop<'_>], scope: &Row<'_>) -> bool {
     first.keys.is_empty()
         && second.keys.is_empty()
         && rk.name == pc.name
-        && passes_through(scope.table, &pa.name, first.table, &rk.name, second.table, &cc.name)
+        && passes_through(
+            scope.table,
+            &pa.name,
+            first.table,
+            &rk.name,
+            second.table,
+            &cc.name,
+        )
 }

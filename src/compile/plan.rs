@@ -74,7 +74,10 @@ pub(super) enum Test<'a> {
     },
     Between(Val, Val),
     /// `within_last` (`within`) or `not_within_last` an interval.
-    Clock { within: bool, interval: Val },
+    Clock {
+        within: bool,
+        interval: Val,
+    },
     /// `equals`, `not_equals`, the orderings, `before`, `after`, and the patterns
     /// (`contains`, `not_contains`, `starts_with`, `ends_with`).
     Compare(Op, Rhs<'a>),
@@ -334,7 +337,11 @@ pub(super) fn plan<'a>(
             depends_on: planner.depends_on,
             relationships: planner.relationships,
             checks: planner.checks,
-            tables: planner.reads.iter().map(|(_, t)| t.quoted.clone()).collect(),
+            tables: planner
+                .reads
+                .iter()
+                .map(|(_, t)| t.quoted.clone())
+                .collect(),
             clock: planner.clock,
         }),
         _ => Err(planner.problems),
@@ -402,7 +409,12 @@ impl<'a> Planner<'a> {
     }
 
     /// A new row.
-    pub(super) fn row(&mut self, slug: &str, table: &'a Table, entity: Option<&'a Entity>) -> Row<'a> {
+    pub(super) fn row(
+        &mut self,
+        slug: &str,
+        table: &'a Table,
+        entity: Option<&'a Entity>,
+    ) -> Row<'a> {
         self.rows += 1;
         Row {
             id: self.rows - 1,

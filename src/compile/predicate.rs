@@ -66,7 +66,12 @@ pub(super) fn number_text(n: &serde_json::Number) -> String {
 }
 
 impl<'a> Planner<'a> {
-    pub(super) fn filter(&mut self, f: &Filter, row: &Row<'a>, ancestors: &[Row<'a>]) -> Planned<'a> {
+    pub(super) fn filter(
+        &mut self,
+        f: &Filter,
+        row: &Row<'a>,
+        ancestors: &[Row<'a>],
+    ) -> Planned<'a> {
         Ok(match f {
             Filter::All(items) | Filter::Any(items) => {
                 let all = matches!(f, Filter::All(_));
@@ -236,7 +241,10 @@ impl<'a> Planner<'a> {
                 };
                 Test::Compare(p.op, Rhs::Value(Val::new(t.clone(), "pg_catalog.text")))
             }
-            op => Test::Compare(op, self.operand(p.value.as_ref(), column, cls, &vp, row, ancestors)?),
+            op => Test::Compare(
+                op,
+                self.operand(p.value.as_ref(), column, cls, &vp, row, ancestors)?,
+            ),
         })
     }
 

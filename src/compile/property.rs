@@ -9,7 +9,12 @@ use super::*;
 impl<'a> Planner<'a> {
     /// A predicate on an event property: typed by the literal; a property of another
     /// JSON type, or a missing one, does not match (and never raises).
-    pub(super) fn property(&mut self, p: &Predicate, keys: &[String], row: &Row<'a>) -> Planned<'a> {
+    pub(super) fn property(
+        &mut self,
+        p: &Predicate,
+        keys: &[String],
+        row: &Row<'a>,
+    ) -> Planned<'a> {
         let graph = self.ctx.graph;
         let sp = path_key(&p.path, "property");
         let Some(pc) = graph

@@ -174,7 +174,13 @@ impl Renderer {
             None => (joins.from.clone(), joins.anchor.clone()),
         };
         if r.shape == Shape::Exists {
-            return exists(&path_from, &path_anchor, &joins.eq, &joins.outer, &row_conds);
+            return exists(
+                &path_from,
+                &path_anchor,
+                &joins.eq,
+                &joins.outer,
+                &row_conds,
+            );
         }
         // An aggregate over rows that can repeat runs over each (key, row) once: the
         // rows are made distinct first, then counted as they come.
@@ -202,7 +208,9 @@ impl Renderer {
         };
         let mut having = Vec::new();
         if let Some(cnt) = r.count {
-            let p = self.params.typed(cnt.threshold().to_string(), "pg_catalog.int8");
+            let p = self
+                .params
+                .typed(cnt.threshold().to_string(), "pg_catalog.int8");
             // Rows that cannot repeat are counted as they come (a hash aggregate);
             // otherwise distinct primary keys.
             let counted = if r.may_repeat && !dedupe {

@@ -7,7 +7,11 @@ use super::*;
 
 impl<'a> Planner<'a> {
     /// A relationship node at the scope row.
-    pub(super) fn rel_node(&mut self, n: &RelNode, scope: &[Row<'a>]) -> Result<RelPlan<'a>, Recorded> {
+    pub(super) fn rel_node(
+        &mut self,
+        n: &RelNode,
+        scope: &[Row<'a>],
+    ) -> Result<RelPlan<'a>, Recorded> {
         let at = path_key(&n.path, "relationship");
         let hops = self.hops(&n.slug, &at, scope)?;
         let chain = self.chain(&hops, scope, &at)?;
@@ -76,7 +80,11 @@ impl<'a> Planner<'a> {
     }
 
     /// The HAVING expression of an aggregate and whether it holds over no rows.
-    pub(super) fn aggregate(&mut self, a: &Aggregate, target: &Row<'a>) -> Result<AggPlan<'a>, Recorded> {
+    pub(super) fn aggregate(
+        &mut self,
+        a: &Aggregate,
+        target: &Row<'a>,
+    ) -> Result<AggPlan<'a>, Recorded> {
         let cp = path_key(&a.path, "column");
         let Some(column) = target.table.column(&a.column) else {
             let hint = hint_for(

@@ -160,11 +160,7 @@ impl Renderer {
         match &p.test {
             Test::Null(true) => format!("({e} IS NULL)"),
             Test::Null(false) => format!("({e} IS NOT NULL)"),
-            Test::In {
-                negated,
-                items,
-                ty,
-            } => {
+            Test::In { negated, items, ty } => {
                 let list = self.params.array(items.clone(), ty);
                 let cond = if ci {
                     format!(
@@ -253,7 +249,10 @@ impl Renderer {
     /// type that compares as asked.
     fn property(&mut self, p: &Property<'_>) -> String {
         let path = self.params.array(p.keys.clone(), "pg_catalog.text");
-        let x = format!("({}::pg_catalog.jsonb #> {path})", self.column(p.row, p.column));
+        let x = format!(
+            "({}::pg_catalog.jsonb #> {path})",
+            self.column(p.row, p.column)
+        );
         let ci = p.case_insensitive;
         let typed = |json_type: &str, body: String| {
             format!("CASE WHEN pg_catalog.jsonb_typeof({x}) = '{json_type}' THEN coalesce({body}, false) ELSE false END")
@@ -263,7 +262,10 @@ impl Renderer {
             match json_type {
                 "number" => typed("number", format!("({x})::pg_catalog.numeric {sym} {v}")),
                 "boolean" => typed("boolean", format!("({x})::pg_catalog.bool {sym} {v}")),
-                _ => typed("string", format!("{} {sym} {}", lower(&s, ci), lower(v, ci))),
+                _ => typed(
+                    "string",
+                    format!("{} {sym} {}", lower(&s, ci), lower(v, ci)),
+                ),
             }
         };
         let positive = match p.op {

@@ -861,13 +861,25 @@ fn the_optimizer_decides_on_the_plan_not_on_sql() {
     let twice = json!({"relationship": "pets", "count": {"at_least": 2}});
     let named = json!({"relationship": "pets", "where": {"column": "name", "op": "equals", "value": {"ref": "household.name"}}});
     // Without a foreign key the household row is no pass-through.
-    assert_eq!(rel_decisions(&cat, cats.clone(), Strategy::Grouped), (Exists, false));
+    assert_eq!(
+        rel_decisions(&cat, cats.clone(), Strategy::Grouped),
+        (Exists, false)
+    );
     add_foreign_key(&mut cat, "pets", "household_id", "households");
     assert_eq!(rel_decisions(&cat, cats, Strategy::Grouped), (Exists, true));
-    assert_eq!(rel_decisions(&cat, twice.clone(), Strategy::Grouped), (Grouped, true));
-    assert_eq!(rel_decisions(&cat, twice, Strategy::PerProfile), (PerProfile, true));
+    assert_eq!(
+        rel_decisions(&cat, twice.clone(), Strategy::Grouped),
+        (Grouped, true)
+    );
+    assert_eq!(
+        rel_decisions(&cat, twice, Strategy::PerProfile),
+        (PerProfile, true)
+    );
     // A reference to the household (row 1 of the plan) keeps it.
-    assert_eq!(rel_decisions(&cat, named.clone(), Strategy::Grouped), (Exists, false));
+    assert_eq!(
+        rel_decisions(&cat, named.clone(), Strategy::Grouped),
+        (Exists, false)
+    );
     optimized(&cat, named, Strategy::Grouped, |c| {
         assert!(plan::refers_to(c, 1) && !plan::refers_to(c, plan::PROFILE));
     });
@@ -880,7 +892,11 @@ fn the_optimizer_decides_on_the_plan_not_on_sql() {
             _ => false,
         })
     };
-    assert!(direct(json!({"event": "Order Completed", "count": {"at_least": 2}})));
-    assert!(!direct(json!({"event": "Order Completed", "count": {"at_most": 2}})));
+    assert!(direct(
+        json!({"event": "Order Completed", "count": {"at_least": 2}})
+    ));
+    assert!(!direct(
+        json!({"event": "Order Completed", "count": {"at_most": 2}})
+    ));
     assert!(!direct(json!({"event": "Order Completed"})));
 }

@@ -299,7 +299,10 @@ impl<'a> Checker<'a> {
     fn profile(&mut self) -> Option<&'a Table> {
         let p = self.graph.profile.as_ref()?;
         let t = self.table(&p.table_ref, "$.profile.table_ref")?;
-        if self.column(t, &p.primary_key, "$.profile.primary_key").is_some() {
+        if self
+            .column(t, &p.primary_key, "$.profile.primary_key")
+            .is_some()
+        {
             self.warn_not_unique(t, &p.primary_key, None, "$.profile.primary_key");
         }
         if let Some(u) = &p.user_id {
