@@ -280,16 +280,7 @@ fn la_activate_with(
     let env = ok_or_raise(load_env());
     let compiled = compile_checked(&env, &stored.definition, Some(audience))
         .unwrap_or_else(|ps| raise_all(&ps));
-    let named = compiled
-        .entity_selects
-        .iter()
-        .map(|s| s.relationship.clone())
-        .fold(Vec::<String>::new(), |mut v, s| {
-            if !v.contains(&s) {
-                v.push(s)
-            }
-            v
-        });
+    let named = compiled.entity_relationships();
     match (is_entity_event(event), &entity) {
         (true, None) => raise(
             &Problem::invalid(

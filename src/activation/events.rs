@@ -465,16 +465,8 @@ fn events_sql(
                 }
                 // A table whose key is not unique (no primary key or unique index on it)
                 // gives one of its rows, not one event per duplicate.
-                let unique = table.unique_on(&[pk.as_str()])
-                    || key.is_some_and(|k| table.unique_on(&[pk.as_str(), k.name.as_str()]));
-                joins = if unique {
-                    format!(" LEFT JOIN {} t ON {on}", table.quoted)
-                } else {
-                    format!(
-                        " LEFT JOIN LATERAL (SELECT * FROM {} t WHERE {on} LIMIT 1) t ON true",
-                        table.quoted
-                    )
-                };
+                let unique = table.unique_key(&pk, entity.profile_key.as_deref());
+                joins = format!(" {}", one_row_join(&table.quoted, "t", &on, unique));
                 let own = selected
                     .iter()
                     .find(|(r, _)| r == rel)
@@ -606,10 +598,18 @@ fn profile_join(c: &Compiled, distributed: bool) -> String {
     } else {
         format!("ch.profile_id::{}", c.profile.pk_type)
     };
-    let (t, pk) = (&c.profile.table, &c.profile.pk);
-    if c.profile.unique {
-        format!("LEFT JOIN {t} p ON p.{pk} = {key}")
+    let on = format!("p.{} = {key}", c.profile.pk);
+    one_row_join(&c.profile.table, "p", &on, c.profile.unique)
+}
+
+/// `table` as `alias` joined to a change by `on`: when the key `on` matches is not
+/// unique, one of the matching rows (not one row per duplicate).
+fn one_row_join(table: &str, alias: &str, on: &str, unique: bool) -> String {
+    if unique {
+        format!("LEFT JOIN {table} {alias} ON {on}")
     } else {
-        format!("LEFT JOIN LATERAL (SELECT * FROM {t} p WHERE p.{pk} = {key} LIMIT 1) p ON true")
+        format!(
+            "LEFT JOIN LATERAL (SELECT * FROM {table} {alias} WHERE {on} LIMIT 1) {alias} ON true"
+        )
     }
 }

@@ -234,14 +234,14 @@ impl<'a> Mapper<'a> {
     /// the other's type when the types differ.
     fn typed_in(expr: &str, column: &Column, values: &Values<'_>) -> String {
         let v = &values.sql;
-        let (e, ty, op) = if column.type_oid == values.from.type_oid || column.has_own_op("=") {
-            (expr.to_string(), column.value_type(), column.op("="))
-        } else if values.from.has_own_op("=") {
-            let ty = values.from.value_type();
-            (format!("{expr}::{ty}"), ty, values.from.op("="))
+        let owner = column.comparison_owner(values.from);
+        let ty = owner.value_type();
+        let e = if std::ptr::eq(owner, column) {
+            expr.to_string()
         } else {
-            (expr.to_string(), column.value_type(), "=".to_string())
+            format!("{expr}::{ty}")
         };
+        let op = owner.op("=");
         if op == "=" {
             return format!("{e} IN (SELECT x.v::{ty} FROM ({v}) x(v))");
         }

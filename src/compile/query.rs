@@ -145,6 +145,18 @@ pub struct ClockWindow {
 }
 
 impl Compiled {
+    /// The relationships whose rows the audience matches (those of its entity selects,
+    /// not of referenced audiences), in the order first met: what activations may
+    /// select and track.
+    pub fn entity_relationships(&self) -> Vec<String> {
+        self.entity_selects.iter().fold(Vec::new(), |mut v, s| {
+            if !v.contains(&s.relationship) {
+                v.push(s.relationship.clone());
+            }
+            v
+        })
+    }
+
     /// The members: one row per profile, `profile_id` as text.
     pub fn members_sql(&self) -> String {
         if let Some(d) = &self.direct {

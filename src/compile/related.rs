@@ -370,16 +370,12 @@ impl Renderer {
 /// case-insensitive): when the types differ and one brings its own operators, the other
 /// side is cast to it, whichever side it is on. (sides, operator)
 pub fn equate(a: &str, ca: &Column, b: &str, cb: &Column) -> (String, String, String) {
-    let (x, y) = (format!("{a}.{}", ca.quoted), format!("{b}.{}", cb.quoted));
-    if ca.type_oid == cb.type_oid {
-        (x, ca.op("="), y)
-    } else if ca.has_own_op("=") {
-        (x, ca.op("="), format!("{y}::{}", ca.value_type()))
-    } else if cb.has_own_op("=") {
-        (format!("{x}::{}", cb.value_type()), cb.op("="), y)
-    } else {
-        (x, "=".to_string(), y)
-    }
+    let (x, y, owner) = ca.compared_with(
+        format!("{a}.{}", ca.quoted),
+        cb,
+        format!("{b}.{}", cb.quoted),
+    );
+    (x, owner.op("="), y)
 }
 
 /// `x op y`.

@@ -39,11 +39,9 @@ impl<'a> Planner<'a> {
         };
         let target_pk = target.table.column(&entity.primary_key);
         let target_pk = self.found(target_pk, &at, "the entity's primary key")?;
-        let key_unique = target.table.unique_on(&[entity.primary_key.as_str()])
-            || entity
-                .profile_key
-                .as_deref()
-                .is_some_and(|k| target.table.unique_on(&[entity.primary_key.as_str(), k]));
+        let key_unique = target
+            .table
+            .unique_key(&entity.primary_key, entity.profile_key.as_deref());
         let children = n
             .relationships
             .iter()

@@ -190,7 +190,7 @@ impl Renderer {
             }
             Test::Compare(op, rhs) => {
                 let (e, v, column) = match rhs {
-                    Rhs::Ref(row, c) => self.ref_sides(e, *row, c, column),
+                    Rhs::Ref(row, c) => column.compared_with(e, c, self.column(*row, c)),
                     Rhs::Value(v) => (e, self.value(v), column),
                 };
                 let sym = |name: &str| {
@@ -219,29 +219,6 @@ impl Renderer {
                     _ => format!("({e} {} {v})", sym("<=")),
                 }
             }
-        }
-    }
-
-    /// Both sides of a comparison of `column` (SQL `e`) with another row's column `c`,
-    /// and the column whose type's operators compare them: when the types differ and
-    /// one brings its own operators (citext), the other side is cast to that type, so
-    /// the comparison follows it (case-insensitively) whichever side it is on.
-    fn ref_sides<'c>(
-        &self,
-        e: String,
-        row: RowId,
-        c: &'c Column,
-        column: &'c Column,
-    ) -> (String, String, &'c Column) {
-        let v = self.column(row, c);
-        if c.type_oid == column.type_oid {
-            (e, v, column)
-        } else if column.has_own_op("=") {
-            (e, format!("{v}::{}", column.value_type()), column)
-        } else if c.has_own_op("=") {
-            (format!("{e}::{}", c.value_type()), v, c)
-        } else {
-            (e, v, column)
         }
     }
 

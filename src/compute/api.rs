@@ -71,12 +71,7 @@ fn compute(key: &str, mode: &str) -> JsonB {
     // What an activation enriches from may have gone since it was created (a renamed
     // column, a graph change): its events go without it, and the compute says so.
     if !activations.is_empty() {
-        let named: Vec<String> = compiled.entity_selects.iter().fold(Vec::new(), |mut v, s| {
-            if !v.contains(&s.relationship) {
-                v.push(s.relationship.clone());
-            }
-            v
-        });
+        let named = compiled.entity_relationships();
         for a in &activations {
             for p in crate::activation::api::check_properties(&a.properties, &env, &named) {
                 pgrx::warning!(

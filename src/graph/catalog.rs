@@ -63,6 +63,37 @@ impl Column {
             .unwrap_or_else(|| format!("pg_catalog.{name}"))
     }
 
+    /// The column whose type decides a comparison of this column with `other`: this one
+    /// when the types are the same; else the one whose type brings its own `=` (citext
+    /// with varchar compares as citext, whichever side it is on), this one first; else
+    /// this one (Postgres resolves the pair of built-in types).
+    pub fn comparison_owner<'c>(&'c self, other: &'c Column) -> &'c Column {
+        if self.type_oid != other.type_oid && !self.has_own_op("=") && other.has_own_op("=") {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// The two sides of a comparison of this column (SQL `x`) with `other` (SQL `y`),
+    /// the side of the other type cast to the deciding one's (see `comparison_owner`),
+    /// and the column whose type's operators compare them.
+    pub fn compared_with<'c>(
+        &'c self,
+        x: String,
+        other: &'c Column,
+        y: String,
+    ) -> (String, String, &'c Column) {
+        let owner = self.comparison_owner(other);
+        if self.type_oid == other.type_oid || !owner.has_own_op("=") {
+            (x, y, owner)
+        } else if std::ptr::eq(owner, self) {
+            (x, format!("{y}::{}", self.value_type()), owner)
+        } else {
+            (format!("{x}::{}", other.value_type()), y, owner)
+        }
+    }
+
     /// Whether the type brings its own operator `name` (outside pg_catalog).
     pub fn has_own_op(&self, name: &str) -> bool {
         self.operators.contains_key(name)
@@ -101,6 +132,12 @@ pub struct ForeignKey {
 }
 
 impl Table {
+    /// Whether `key` identifies a row: a unique index on it alone, or (for a table keyed
+    /// per profile, as on Citus) on it together with the profile key `with`.
+    pub fn unique_key(&self, key: &str, with: Option<&str>) -> bool {
+        self.unique_on(&[key]) || with.is_some_and(|w| self.unique_on(&[key, w]))
+    }
+
     /// Whether rows are unique on these columns (some unique index lies within them).
     pub fn unique_on(&self, columns: &[&str]) -> bool {
         self.unique_sets

@@ -215,8 +215,7 @@ impl<'a> Checker<'a> {
     /// A key without a primary key or unique index on it (alone, or with `with`): rows
     /// that share one are one profile or entity, and rows without one are left out.
     fn warn_not_unique(&mut self, table: &Table, key: &str, with: Option<&str>, path: &str) {
-        let unique = table.unique_on(&[key]) || with.is_some_and(|w| table.unique_on(&[key, w]));
-        if unique || table.column(key).is_none() {
+        if table.unique_key(key, with) || table.column(key).is_none() {
             return;
         }
         self.report.warnings.push(
