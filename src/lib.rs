@@ -104,6 +104,8 @@ pub fn raise_all(ps: &[Problem]) -> ! {
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;
 #[cfg(any(test, feature = "pg_test"))]
+mod pg_tests_cache;
+#[cfg(any(test, feature = "pg_test"))]
 mod pg_tests_types;
 
 /// Required by `cargo pgrx test`.

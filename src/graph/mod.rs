@@ -1,5 +1,6 @@
 //! The Data Graph: which table holds profiles, which tables are entities, how they join.
 
+pub mod cache;
 pub mod catalog;
 pub mod edit;
 pub mod joins;

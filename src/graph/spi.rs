@@ -1,10 +1,11 @@
 //! The SPI edge of the Data Graph: reading the catalog snapshot, storing and loading
 //! the graph.
 
+use super::cache;
 use super::catalog::{split_table_ref, Catalog, Lookup, Table};
 use super::model::{parse, DataGraph};
 use crate::error::{Kind, Problem, Result};
-use crate::sql::{internal, jsonb_row};
+use crate::sql::{internal, jsonb_row, jsonb_row_latest};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -14,6 +15,7 @@ use serde_json::{json, Value};
 const TABLES_SQL: &str = r#"
 SELECT coalesce(pg_catalog.jsonb_agg((
     SELECT pg_catalog.jsonb_build_object(
+        'oid', c.oid::pg_catalog.int8,
         'quoted', pg_catalog.format('%I.%I', n.nspname, c.relname),
         'schema', n.nspname,
         'name', c.relname,
@@ -26,6 +28,7 @@ SELECT coalesce(pg_catalog.jsonb_agg((
                        'type_name', pg_catalog.format_type(a.atttypid, a.atttypmod),
                        'base_type', pg_catalog.format_type(a.atttypid, NULL),
                        'type_oid', a.atttypid::pg_catalog.int8,
+                       'base_oid', bt.oid::pg_catalog.int8,
                        'category', t.typcategory,
                        'param_type', CASE bt.oid
                            WHEN 'pg_catalog.bpchar'::pg_catalog.regtype THEN 'pg_catalog.bpchar'
@@ -81,7 +84,7 @@ SELECT coalesce(pg_catalog.jsonb_agg((
         'foreign_keys', (
             SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                        'column', a.attname, 'ref_schema', rn.nspname, 'ref_table', rc.relname,
-                       'ref_column', ra.attname)), '[]')
+                       'ref_column', ra.attname, 'ref_oid', rc.oid::pg_catalog.int8)), '[]')
             FROM pg_catalog.pg_constraint k
             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
             JOIN pg_catalog.pg_class rc ON rc.oid = k.confrelid
@@ -157,13 +160,32 @@ fn load_catalog_with(
     if wanted.is_empty() {
         return Ok(cat);
     }
-    let schemas: Vec<String> = wanted.iter().map(|w| w.1.clone()).collect();
-    let names: Vec<String> = wanted.iter().map(|w| w.2.clone()).collect();
-    let found =
-        jsonb_row(TABLES_SQL, &[schemas.into(), names.into()])?.unwrap_or(Value::Array(vec![]));
+    let key = cache::Key::new(wanted.iter().map(|w| (w.1.clone(), w.2.clone())).collect());
+    let lookups = match cache::get(&key) {
+        Some(kept) => kept,
+        None => cache::load(&key, || read_tables(&key.tables))?
+            .into_iter()
+            .map(|(lookup, _)| lookup)
+            .collect(),
+    };
+    for ((table_ref, _, _), lookup) in wanted.into_iter().zip(lookups) {
+        cat.tables.insert(table_ref, lookup);
+    }
+    Ok(cat)
+}
+
+/// What the catalog says now about each (schema or "", name), in order, with what
+/// each table's entry depends on.
+fn read_tables(tables: &[(String, String)]) -> Result<Vec<(Lookup, cache::Deps)>> {
+    let schemas: Vec<String> = tables.iter().map(|w| w.0.clone()).collect();
+    let names: Vec<String> = tables.iter().map(|w| w.1.clone()).collect();
+    let found = jsonb_row_latest(TABLES_SQL, &[schemas.into(), names.into()])?
+        .unwrap_or(Value::Array(vec![]));
     let found = found.as_array().cloned().unwrap_or_default();
     let mut candidates: Option<Vec<String>> = None;
-    for (i, (table_ref, _, _)) in wanted.into_iter().enumerate() {
+    let mut out = Vec::with_capacity(tables.len());
+    for i in 0..tables.len() {
+        let mut deps = cache::Deps::default();
         let lookup = match found.get(i).filter(|v| !v.is_null()) {
             Some(t) => match t["in_schemas"].as_array().filter(|s| s.len() > 1) {
                 Some(schemas) if t["schema"] != "public" => Lookup::Ambiguous(
@@ -172,11 +194,14 @@ fn load_catalog_with(
                         .filter_map(|s| s.as_str().map(String::from))
                         .collect(),
                 ),
-                _ => Lookup::Found(serde_json::from_value::<Table>(t.clone()).map_err(internal)?),
+                _ => {
+                    deps = depends(t);
+                    Lookup::Found(serde_json::from_value::<Table>(t.clone()).map_err(internal)?)
+                }
             },
             None => {
                 if candidates.is_none() {
-                    let v = jsonb_row(CANDIDATES_SQL, &[])?;
+                    let v = jsonb_row_latest(CANDIDATES_SQL, &[])?;
                     candidates = Some(
                         v.and_then(|j| serde_json::from_value(j).ok())
                             .unwrap_or_default(),
@@ -187,9 +212,31 @@ fn load_catalog_with(
                 }
             }
         };
-        cat.tables.insert(table_ref, lookup);
+        out.push((lookup, deps));
     }
-    Ok(cat)
+    Ok(out)
+}
+
+/// The table, the tables its foreign keys reference, and its columns' types.
+fn depends(t: &Value) -> cache::Deps {
+    let oids = |v: &Value, field: &str| -> Vec<u32> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x[field].as_u64().and_then(|o| u32::try_from(o).ok()))
+            .collect()
+    };
+    let mut relations: Vec<u32> = t["oid"]
+        .as_u64()
+        .and_then(|o| u32::try_from(o).ok())
+        .into_iter()
+        .collect();
+    relations.extend(oids(&t["foreign_keys"], "ref_oid"));
+    let mut types = oids(&t["columns"], "type_oid");
+    types.extend(oids(&t["columns"], "base_oid"));
+    types.sort_unstable();
+    types.dedup();
+    cache::Deps { relations, types }
 }
 
 /// The qualified name of a relation given as regclass.
