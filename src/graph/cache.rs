@@ -179,10 +179,10 @@ where
     // SAFETY: as in `get`.
     unsafe { pg_sys::AcceptInvalidationMessages() };
     let before = generation();
-    LOADING.with(|l| l.set(true));
-    let read = read();
-    LOADING.with(|l| l.set(false));
-    let found = read?;
+    let found = {
+        let _loading = Loading::start();
+        read()?
+    };
     let complete = found.iter().all(|(l, _)| matches!(l, Lookup::Found(_)));
     if complete && generation() == before {
         let mut relations = Vec::new();
@@ -213,6 +213,23 @@ where
         });
     }
     Ok(found)
+}
+
+/// While a snapshot is read, every relcache and type invalidation counts (what it will
+/// depend on is not known yet); ended also when an error unwinds through the read.
+struct Loading;
+
+impl Loading {
+    fn start() -> Loading {
+        LOADING.with(|l| l.set(true));
+        Loading
+    }
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        LOADING.with(|l| l.set(false));
+    }
 }
 
 /// What a table's snapshot depends on, besides operators, functions, schemas and roles.
