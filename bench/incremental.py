@@ -51,6 +51,9 @@ def main():
     ap.add_argument("--warm", action="store_true",
                     help="time each compute in a session that validated the audience first (library loaded, "
                          "catalog cached), as the real-time worker's long-lived session is; default: a new session")
+    ap.add_argument("--shared-buffers", default=None,
+                    help="run with this shared_buffers instead of the harness's 1GB (restarts the cluster; the "
+                         "harness puts 1GB back on its next run)")
     ap.add_argument("--prewarm", action="store_true",
                     help="first load the tables and indexes these audiences read into shared buffers (pg_prewarm), "
                          "as a warehouse's working set is once it has served reads for a while")
@@ -62,6 +65,9 @@ def main():
     subprocess.run([sys.executable, os.path.join(run.ROOT, "bench/run.py"), str(a.scale), "--load-only", "--no-build",
                     "--dir", a.dir, "--port", str(a.port)], check=True)
     pg = run.Pg(a.dir, a.port, "bench")
+    if a.shared_buffers:
+        pg.psql(f"ALTER SYSTEM SET shared_buffers = '{a.shared_buffers}'")
+        subprocess.run([run.ROOT + "/scripts/cluster.sh", "restart", a.dir], check=True, stdout=subprocess.DEVNULL)
     quiet = "SET client_min_messages = warning"
     graph = open(os.path.join(run.ROOT, "demo/graph.json")).read()
     pg.psql(quiet, "DROP EXTENSION IF EXISTS linked_audiences CASCADE", "CREATE EXTENSION linked_audiences",
@@ -127,7 +133,7 @@ def main():
         writer = None
     pg.psql(quiet, "SELECT la_capture_changes(false)")
 
-    how = ("shared buffers prewarmed; " if a.prewarm else "") + ("the incremental computes in one long-lived session that computed every audience "
+    how = (f"shared_buffers {pg.one('SHOW shared_buffers')}; ") + ("shared buffers prewarmed; " if a.prewarm else "") + ("the incremental computes in one long-lived session that computed every audience "
            "incrementally before (a change of a few profiles), "
            "the others each in a new session" if a.session else
            "each compute in a warm session (the audience validated first)" if a.warm else "each compute in a new session")

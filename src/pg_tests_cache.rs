@@ -111,6 +111,19 @@ mod tests {
             denied[0].starts_with("permission denied for table public.ck_profiles"),
             "{denied:?}"
         );
+        // Each role's snapshot is kept beside the others' (the real-time worker computes
+        // each audience as its owner).
+        assert_eq!(
+            problems(json!({"trait": "score", "op": "gt", "value": 7})),
+            Vec::<String>::new()
+        );
+        Spi::run("SET ROLE ck_editor").unwrap();
+        let before = cache::hits();
+        let again = problems(json!({"trait": "score", "op": "gt", "value": 7}));
+        let hits = cache::hits() - before;
+        Spi::run("RESET ROLE").unwrap();
+        assert_eq!(again, denied);
+        assert!(hits > 0, "the role's snapshot was not kept");
         // Granted in the same transaction: seen at once.
         Spi::run("GRANT SELECT ON public.ck_profiles TO ck_editor; SET ROLE ck_editor").unwrap();
         let allowed = problems(json!({"trait": "score", "op": "gt", "value": 7}));

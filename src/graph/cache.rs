@@ -2,12 +2,12 @@
 //!
 //! Reading what the catalog says about the graph's tables (one large query over
 //! pg_class, pg_attribute, pg_type, pg_operator, pg_index, ...) costs 3-5 ms, most of a
-//! compute that has little to do. A session keeps the last snapshot and uses it again
-//! while Postgres has sent no invalidation that could change it, as its own relcache
-//! does: the snapshot is dropped when any of its tables (or a table its foreign keys
-//! point to) is invalidated (ALTER TABLE, GRANT, CREATE INDEX, policies, DROP), when
-//! one of its column types is, and on any change to operators, functions, schemas or
-//! roles, or a cache reset.
+//! compute that has little to do. A session keeps its last snapshots (one per role and
+//! graph, up to `KEPT`) and uses one again while Postgres has sent no invalidation that
+//! could change it, as its own relcache does: the snapshots are dropped when one of their
+//! tables (or a table its foreign keys point to) is invalidated (ALTER TABLE, GRANT,
+//! CREATE INDEX, policies, DROP), when one of their column types is, and on any change to
+//! operators, functions, schemas or roles, or a cache reset.
 //!
 //! A snapshot is read with the latest snapshot of the database, after this session has
 //! taken in every invalidation sent so far, and kept only if no invalidation arrived
@@ -25,11 +25,16 @@ use super::catalog::Lookup;
 use pgrx::pg_sys;
 use std::cell::{Cell, RefCell};
 
+/// How many snapshots a session keeps (roles times graphs).
+const KEPT: usize = 8;
+
 /// Counts every invalidation that may change a kept snapshot.
 static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 thread_local! {
-    static ENTRY: RefCell<Option<Entry>> = const { RefCell::new(None) };
+    /// One entry per role and graph, the most recent last: the real-time worker computes
+    /// each audience as the role that owns it.
+    static ENTRIES: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
     static LOADING: Cell<bool> = const { Cell::new(false) };
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
     static HITS: Cell<u64> = const { Cell::new(0) };
@@ -90,8 +95,8 @@ fn generation() -> u64 {
 unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     let ours = relid == pg_sys::InvalidOid
         || LOADING.with(|l| l.get())
-        || ENTRY.with(|e| match e.try_borrow() {
-            Ok(e) => e.as_ref().is_some_and(|e| e.relations.contains(&relid)),
+        || ENTRIES.with(|e| match e.try_borrow() {
+            Ok(e) => e.iter().any(|e| e.relations.contains(&relid)),
             Err(_) => true,
         });
     if ours {
@@ -102,8 +107,8 @@ unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid)
 unsafe extern "C-unwind" fn on_type(_arg: pg_sys::Datum, _cache: i32, hash: u32) {
     let ours = hash == 0
         || LOADING.with(|l| l.get())
-        || ENTRY.with(|e| match e.try_borrow() {
-            Ok(e) => e.as_ref().is_some_and(|e| e.types.contains(&hash)),
+        || ENTRIES.with(|e| match e.try_borrow() {
+            Ok(e) => e.iter().any(|e| e.types.contains(&hash)),
             Err(_) => true,
         });
     if ours {
@@ -154,10 +159,10 @@ pub fn get(key: &Key) -> Option<Vec<Lookup>> {
     // SAFETY: processing invalidations is what every lock acquisition does.
     unsafe { pg_sys::AcceptInvalidationMessages() };
     let now = generation();
-    let hit = ENTRY.with(|e| {
+    let hit = ENTRIES.with(|e| {
         e.borrow()
-            .as_ref()
-            .filter(|e| e.generation == now && &e.key == key)
+            .iter()
+            .find(|e| e.generation == now && &e.key == key)
             .map(|e| e.lookups.clone())
     });
     if hit.is_some() {
@@ -190,7 +195,8 @@ where
         for (_, d) in &found {
             relations.extend(d.relations.iter().map(|&o| pg_sys::Oid::from(o)));
             for &t in &d.types {
-                // SAFETY: computing a syscache hash value reads no catalog.
+                // SAFETY: the hash value the TYPEOID cache gives this oid (what its
+                // invalidations carry).
                 types.push(unsafe {
                     pg_sys::GetSysCacheHashValue(
                         pg_sys::SysCacheIdentifier::TYPEOID as i32,
@@ -202,14 +208,19 @@ where
                 });
             }
         }
-        ENTRY.with(|e| {
-            *e.borrow_mut() = Some(Entry {
+        ENTRIES.with(|e| {
+            let mut e = e.borrow_mut();
+            e.retain(|e| e.generation == before && &e.key != key);
+            if e.len() >= KEPT {
+                e.remove(0);
+            }
+            e.push(Entry {
                 key: key.clone(),
                 generation: before,
                 relations,
                 types,
                 lookups: found.iter().map(|(l, _)| l.clone()).collect(),
-            })
+            });
         });
     }
     Ok(found)
