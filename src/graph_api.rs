@@ -70,13 +70,23 @@ fn refuse_if_audiences_break(valid: &ValidatedGraph) -> Result<()> {
     .with_detail(detail))
 }
 
-/// Loads the stored graph under the graph lock, applies `change`, saves it.
+/// Loads the stored graph under the graph lock, applies `change` (one piece of the
+/// graph), saves it.
 fn change(f: impl FnOnce(&mut DataGraph) -> Result<()>) -> JsonB {
+    apply(f, true)
+}
+
+fn apply(f: impl FnOnce(&mut DataGraph) -> Result<()>, piecewise: bool) -> JsonB {
     let run = || -> Result<Value> {
         spi::lock_graph()?;
         let mut g = spi::load_graph()?;
-        f(&mut g)?;
-        let summary = save(g)?;
+        let stored = piecewise.then(|| g.clone());
+        let hint = |p: Problem| match &stored {
+            Some(stored) => gone_hint(p, stored),
+            None => p,
+        };
+        f(&mut g).map_err(hint)?;
+        let summary = save(g).map_err(hint)?;
         // Change capture follows the graph.
         if crate::sql::schema_0_3()? {
             Spi::run("SELECT linked_audiences.capture_sync()").map_err(crate::sql::internal)?;
@@ -89,6 +99,31 @@ fn change(f: impl FnOnce(&mut DataGraph) -> Result<()>) -> JsonB {
     }
 }
 
+/// A table or column dropped under the stored graph cannot be edited away piece by
+/// piece (removing the relationship leaves its entity naming the table; removing the
+/// entity first is refused while the relationship uses it): when the stored graph itself
+/// names a missing table or column, every refusal of a piecewise edit says how to get out.
+fn gone_hint(p: Problem, stored: &DataGraph) -> Problem {
+    use crate::error::Kind;
+    let gone = |k: Kind| matches!(k, Kind::UndefinedTable | Kind::UndefinedColumn);
+    if stored.profile.is_none() {
+        return p;
+    }
+    let broken =
+        check(stored).is_ok_and(|(_, report)| report.problems.iter().any(|q| gone(q.kind)));
+    if !broken {
+        return p;
+    }
+    let more =
+        "The stored graph names a table or column that no longer exists: define the graph again \
+                as a whole without what is gone, la_define_data_graph(<la_data_graph() edited>).";
+    let hint = match &p.hint {
+        Some(h) => format!("{h} {more}"),
+        None => more.to_string(),
+    };
+    p.with_hint(hint)
+}
+
 fn parsed<T>(r: std::result::Result<T, Vec<Problem>>) -> T {
     r.unwrap_or_else(|ps| raise_all(&ps))
 }
@@ -98,10 +133,13 @@ fn parsed<T>(r: std::result::Result<T, Vec<Problem>>) -> T {
 #[search_path(pg_catalog, pg_temp)]
 fn la_define_data_graph(graph: Doc) -> JsonB {
     let g = parsed(parse(&graph.or_raise("graph")));
-    change(|stored| {
-        *stored = g;
-        Ok(())
-    })
+    apply(
+        |stored| {
+            *stored = g;
+            Ok(())
+        },
+        false,
+    )
 }
 
 /// The problems of a graph as data: `[]` when it is valid. Nothing is stored.
