@@ -35,6 +35,17 @@ mod tests {
             .collect()
     }
 
+    /// Whether `call` used a kept snapshot, in one of ten tries: the tests running beside
+    /// this one (other sessions) create functions, roles and schemas, whose invalidations
+    /// rightly drop every kept snapshot now and then (the role test retries the same way).
+    fn kept(mut call: impl FnMut()) -> bool {
+        (0..10).any(|_| {
+            let before = cache::hits();
+            call();
+            cache::hits() > before
+        })
+    }
+
     fn members() -> i64 {
         let v = Spi::get_one::<JsonB>("SELECT la_compute_audience('high', 'full')")
             .unwrap()
@@ -52,9 +63,10 @@ mod tests {
         assert_eq!(members(), 3);
         // The compute's own temporary tables (a new relation and row type each time)
         // do not drop the snapshot: the next compute uses it.
-        let before = cache::hits();
-        assert_eq!(members(), 3);
-        assert!(cache::hits() > before, "the compute read the catalog again");
+        assert!(
+            kept(|| assert_eq!(members(), 3)),
+            "the compute read the catalog again"
+        );
         // A column added in this transaction is seen by the next call.
         let tier = json!({"trait": "tier", "op": "equals", "value": "gold"});
         assert_eq!(problems(tier.clone()).len(), 1);
@@ -112,18 +124,19 @@ mod tests {
             "{denied:?}"
         );
         // Each role's snapshot is kept beside the others' (the real-time worker computes
-        // each audience as its owner).
-        assert_eq!(
-            problems(json!({"trait": "score", "op": "gt", "value": 7})),
-            Vec::<String>::new()
-        );
-        Spi::run("SET ROLE ck_editor").unwrap();
-        let before = cache::hits();
-        let again = problems(json!({"trait": "score", "op": "gt", "value": 7}));
-        let hits = cache::hits() - before;
-        Spi::run("RESET ROLE").unwrap();
-        assert_eq!(again, denied);
-        assert!(hits > 0, "the role's snapshot was not kept");
+        // each audience as its owner): a call as the superuser, then one as the role.
+        let score = json!({"trait": "score", "op": "gt", "value": 7});
+        let role_hit = (0..10).any(|_| {
+            assert_eq!(problems(score.clone()), Vec::<String>::new());
+            Spi::run("SET ROLE ck_editor").unwrap();
+            let before = cache::hits();
+            let again = problems(score.clone());
+            let hit = cache::hits() > before;
+            Spi::run("RESET ROLE").unwrap();
+            assert_eq!(again, denied);
+            hit
+        });
+        assert!(role_hit, "the role's snapshot was not kept");
         // Granted in the same transaction: seen at once.
         Spi::run("GRANT SELECT ON public.ck_profiles TO ck_editor; SET ROLE ck_editor").unwrap();
         let allowed = problems(json!({"trait": "score", "op": "gt", "value": 7}));
