@@ -164,9 +164,11 @@ impl Table {
     pub fn column_names(&self) -> impl Iterator<Item = &str> + Clone {
         self.columns.iter().map(|c| c.name.as_str())
     }
-    /// How the table is named in messages: `schema.name`.
+    /// How the table is named in messages: `schema.name`, each part quoted where
+    /// Postgres would quote it (`public."PetTags"`), so a message names the table as SQL
+    /// must.
     pub fn display(&self) -> String {
-        format!("{}.{}", self.schema, self.name)
+        self.quoted.clone()
     }
 }
 

@@ -31,3 +31,11 @@ SELECT la_compute_audience('eu_x', 'incremental') ->> 'error' AS other_zone;
 SELECT la_compute_audience('eu_x') ->> 'mode' AS auto;
 RESET TimeZone;
 SELECT la_capture_changes(false) = '[]' AS capture_off;
+-- A mixed-case table is named in messages as SQL must name it.
+CREATE TABLE "TyPets" (id int PRIMARY KEY, "OwnerId" int);
+SELECT la_validate_data_graph('{
+  "entities": [{"slug": "pets", "table_ref": "\"TyPets\"", "primary_key": "id"}],
+  "profile": {"table_ref": "ty_profiles", "primary_key": "id",
+              "relationships": [{"slug": "pets", "related_entity": "pets",
+                                 "trait": {"name": "id", "join_key": "ownerid"}}]}}') -> 0 ->> 'message' AS message;
+DROP TABLE "TyPets";
