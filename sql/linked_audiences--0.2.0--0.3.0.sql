@@ -144,6 +144,10 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     job bigint;
 BEGIN
+    IF key IS NULL OR schedule IS NULL THEN
+        RAISE EXCEPTION '%: must not be null', CASE WHEN key IS NULL THEN 'key' ELSE 'schedule' END
+            USING ERRCODE = '22023';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM linked_audiences.audience a WHERE a.key = la_schedule.key) THEN
         RAISE EXCEPTION 'key: audience "%" does not exist', key USING ERRCODE = '42704';
     END IF;
@@ -160,6 +164,9 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     job bigint;
 BEGIN
+    IF schedule IS NULL THEN
+        RAISE EXCEPTION 'schedule: must not be null' USING ERRCODE = '22023';
+    END IF;
     PERFORM linked_audiences.require_pg_cron(linked_audiences.schedule_elsewhere('*', schedule));
     EXECUTE 'SELECT cron.schedule($1, $2, $3)' INTO job
     USING 'linked_audiences:*', schedule, linked_audiences.job_command('*');

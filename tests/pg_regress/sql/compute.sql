@@ -108,6 +108,10 @@ CREATE EXTENSION pg_cron;
 SELECT la_schedule('owly_power_users', '*/10 * * * *') > 0 AS scheduled;
 SELECT la_schedule('owly_power_users', '*/15 * * * *') > 0 AS rescheduled;
 SELECT la_schedule_all('0 * * * *') > 0 AS scheduled_all;
+-- NULL arguments are refused where they are (22023), not taken for an audience key.
+SELECT la_schedule(NULL, '*/10 * * * *');
+SELECT la_schedule('owly_power_users', NULL);
+SELECT la_schedule_all(NULL);
 SELECT jobname, schedule, command FROM cron.job ORDER BY jobname;
 -- la_schedules(): each schedule of this database the caller can see, with pg_cron's
 -- last run (none yet).
