@@ -133,10 +133,14 @@ def main():
         writer = None
     pg.psql(quiet, "SELECT la_capture_changes(false)")
 
-    how = (f"shared_buffers {pg.one('SHOW shared_buffers')}; ") + ("shared buffers prewarmed; " if a.prewarm else "") + ("the incremental computes in one long-lived session that computed every audience "
-           "incrementally before (a change of a few profiles), "
-           "the others each in a new session" if a.session else
-           "each compute in a warm session (the audience validated first)" if a.warm else "each compute in a new session")
+    if a.session:
+        how = ("the incremental computes in one long-lived session that computed every audience incrementally "
+               "before (a change of a few profiles), the others each in a new session")
+    elif a.warm:
+        how = "each compute in a warm session (the audience validated first)"
+    else:
+        how = "each compute in a new session"
+    how = f"shared_buffers {pg.one('SHOW shared_buffers')}; " + ("prewarmed; " if a.prewarm else "") + how
     print(f"Scale {a.scale} ({profiles} profiles); incremental, then full, then the hand-written query's count, on the same data; "
           f"{how}.\n")
     print("| audience | change | profiles evaluated | incremental | full compute | hand-written | full / incremental | rows written |")
