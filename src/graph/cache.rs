@@ -92,11 +92,13 @@ fn generation() -> u64 {
     GENERATION.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let ours = relid == pg_sys::InvalidOid
+/// Counts an invalidation when `all` (a reset), while a snapshot is being read, or when a
+/// kept snapshot depends on what it names.
+fn invalidated(all: bool, depends: impl Fn(&Entry) -> bool) {
+    let ours = all
         || LOADING.with(|l| l.get())
         || ENTRIES.with(|e| match e.try_borrow() {
-            Ok(e) => e.iter().any(|e| e.relations.contains(&relid)),
+            Ok(e) => e.iter().any(&depends),
             Err(_) => true,
         });
     if ours {
@@ -104,16 +106,14 @@ unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid)
     }
 }
 
+unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    invalidated(relid == pg_sys::InvalidOid, |e| {
+        e.relations.contains(&relid)
+    });
+}
+
 unsafe extern "C-unwind" fn on_type(_arg: pg_sys::Datum, _cache: i32, hash: u32) {
-    let ours = hash == 0
-        || LOADING.with(|l| l.get())
-        || ENTRIES.with(|e| match e.try_borrow() {
-            Ok(e) => e.iter().any(|e| e.types.contains(&hash)),
-            Err(_) => true,
-        });
-    if ours {
-        bump();
-    }
+    invalidated(hash == 0, |e| e.types.contains(&hash));
 }
 
 unsafe extern "C-unwind" fn on_any(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
@@ -149,81 +149,77 @@ fn register() {
     }
 }
 
-/// The kept lookups for `key`, if nothing they depend on changed since they were read.
-/// Takes in pending invalidations first.
-pub fn get(key: &Key) -> Option<Vec<Lookup>> {
+/// The lookups for `key`: the kept ones if nothing they depend on changed since they
+/// were read (pending invalidations are taken in first); else read with `read` (given
+/// the latest database snapshot) and kept when that is safe: every lookup found, and no
+/// invalidation while reading.
+pub fn lookups<F>(key: &Key, read: F) -> crate::error::Result<Vec<Lookup>>
+where
+    F: FnOnce() -> crate::error::Result<Vec<(Lookup, Deps)>>,
+{
+    let only = |found: Vec<(Lookup, Deps)>| found.into_iter().map(|(l, _)| l).collect();
     if !key.cacheable() {
-        return None;
+        return read().map(only);
     }
     register();
     // SAFETY: processing invalidations is what every lock acquisition does.
     unsafe { pg_sys::AcceptInvalidationMessages() };
-    let now = generation();
+    let before = generation();
     let hit = ENTRIES.with(|e| {
         e.borrow()
             .iter()
-            .find(|e| e.generation == now && &e.key == key)
+            .find(|e| e.generation == before && &e.key == key)
             .map(|e| e.lookups.clone())
     });
-    if hit.is_some() {
+    if let Some(kept) = hit {
         HITS.with(|h| h.set(h.get() + 1));
+        return Ok(kept);
     }
-    hit
-}
-
-/// Reads a snapshot with `read` (given the latest database snapshot) and keeps it for
-/// `key` when that is safe: every lookup found, and no invalidation while reading.
-pub fn load<F>(key: &Key, read: F) -> crate::error::Result<Vec<(Lookup, Deps)>>
-where
-    F: FnOnce() -> crate::error::Result<Vec<(Lookup, Deps)>>,
-{
-    if !key.cacheable() {
-        return read();
-    }
-    register();
-    // SAFETY: as in `get`.
-    unsafe { pg_sys::AcceptInvalidationMessages() };
-    let before = generation();
     let found = {
         let _loading = Loading::start();
         read()?
     };
     let complete = found.iter().all(|(l, _)| matches!(l, Lookup::Found(_)));
     if complete && generation() == before {
-        let mut relations = Vec::new();
-        let mut types = Vec::new();
-        for (_, d) in &found {
-            relations.extend(d.relations.iter().map(|&o| pg_sys::Oid::from(o)));
-            for &t in &d.types {
-                // SAFETY: the hash value the TYPEOID cache gives this oid (what its
-                // invalidations carry).
-                types.push(unsafe {
-                    pg_sys::GetSysCacheHashValue(
-                        pg_sys::SysCacheIdentifier::TYPEOID as i32,
-                        pg_sys::Datum::from(t),
-                        pg_sys::Datum::from(0),
-                        pg_sys::Datum::from(0),
-                        pg_sys::Datum::from(0),
-                    )
-                });
-            }
-        }
-        ENTRIES.with(|e| {
-            let mut e = e.borrow_mut();
-            e.retain(|e| e.generation == before && &e.key != key);
-            if e.len() >= KEPT {
-                e.remove(0);
-            }
-            e.push(Entry {
-                key: key.clone(),
-                generation: before,
-                relations,
-                types,
-                lookups: found.iter().map(|(l, _)| l.clone()).collect(),
-            });
-        });
+        keep(key, before, &found);
     }
-    Ok(found)
+    Ok(only(found))
+}
+
+/// Keeps `found` for `key`, read at `generation`.
+fn keep(key: &Key, generation: u64, found: &[(Lookup, Deps)]) {
+    let mut relations = Vec::new();
+    let mut types = Vec::new();
+    for (_, d) in found {
+        relations.extend(d.relations.iter().map(|&o| pg_sys::Oid::from(o)));
+        for &t in &d.types {
+            // SAFETY: the hash value the TYPEOID cache gives this oid (what its
+            // invalidations carry).
+            types.push(unsafe {
+                pg_sys::GetSysCacheHashValue(
+                    pg_sys::SysCacheIdentifier::TYPEOID as i32,
+                    pg_sys::Datum::from(t),
+                    pg_sys::Datum::from(0),
+                    pg_sys::Datum::from(0),
+                    pg_sys::Datum::from(0),
+                )
+            });
+        }
+    }
+    ENTRIES.with(|e| {
+        let mut e = e.borrow_mut();
+        e.retain(|e| e.generation == generation && &e.key != key);
+        if e.len() >= KEPT {
+            e.remove(0);
+        }
+        e.push(Entry {
+            key: key.clone(),
+            generation,
+            relations,
+            types,
+            lookups: found.iter().map(|(l, _)| l.clone()).collect(),
+        });
+    });
 }
 
 /// While a snapshot is read, every relcache and type invalidation counts (what it will

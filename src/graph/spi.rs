@@ -161,13 +161,7 @@ fn load_catalog_with(
         return Ok(cat);
     }
     let key = cache::Key::new(wanted.iter().map(|w| (w.1.clone(), w.2.clone())).collect());
-    let lookups = match cache::get(&key) {
-        Some(kept) => kept,
-        None => cache::load(&key, || read_tables(&key.tables))?
-            .into_iter()
-            .map(|(lookup, _)| lookup)
-            .collect(),
-    };
+    let lookups = cache::lookups(&key, || read_tables(&key.tables))?;
     for ((table_ref, _, _), lookup) in wanted.into_iter().zip(lookups) {
         cat.tables.insert(table_ref, lookup);
     }
