@@ -228,7 +228,20 @@ impl Renderer {
         let having = having.join(" AND ");
         match r.shape {
             Shape::PerProfile => {
-                per_profile(&from, &anchor, &joins.eq, &joins.outer, &conds, &having)
+                // A count of rows counted as they come, alone, needs only its first rows.
+                let cap = match (r.count, &r.aggregate, r.may_repeat) {
+                    (Some(cnt), None, false) => self.cap(cnt),
+                    _ => None,
+                };
+                per_profile(
+                    &from,
+                    &anchor,
+                    &joins.eq,
+                    &joins.outer,
+                    &conds,
+                    &having,
+                    cap,
+                )
             }
             _ => grouped(
                 &from,
@@ -241,6 +254,14 @@ impl Renderer {
                 &g,
             ),
         }
+    }
+
+    /// The fewest rows that decide `count` (its threshold + 1) as a parameter, and an
+    /// alias for the rows read; none past the largest count.
+    fn cap(&mut self, count: Count) -> Option<(String, String)> {
+        let limit = count.threshold().checked_add(1)?;
+        let limit = self.params.typed(limit.to_string(), "pg_catalog.int8");
+        Some((limit, self.alias("c")))
     }
 
     /// The HAVING expression of an aggregate of `c`. `min` and `max` are the column
@@ -351,7 +372,10 @@ impl Renderer {
             ));
         }
         match e.shape {
-            Shape::PerProfile => per_profile(&from, &anchor, &eq, &outer, &conds, &having),
+            Shape::PerProfile => {
+                let cap = self.cap(e.count);
+                per_profile(&from, &anchor, &eq, &outer, &conds, &having, cap)
+            }
             _ => grouped(
                 &from,
                 &anchor,

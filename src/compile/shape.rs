@@ -38,6 +38,9 @@ pub(super) fn grouped(
 /// A count or aggregate evaluated for the scope row alone: an aggregate query without
 /// GROUP BY returns one row even over no rows, so HAVING decides for the empty set too
 /// (`exactly 0`, `sum < 100` hold there; `avg`, `min`, `max` are NULL and do not).
+/// A count alone is given `cap = (limit, alias)`: it reads at most `limit` rows (a count
+/// compared with k is decided by its first k + 1 rows: min(n, k + 1) compares with k as
+/// n does), so a card's 6th transaction ends `more than 5` instead of its 50th.
 pub(super) fn per_profile(
     from: &str,
     anchor: &str,
@@ -45,11 +48,16 @@ pub(super) fn per_profile(
     outer: &str,
     conds: &[String],
     having: &str,
+    cap: Option<(String, String)>,
 ) -> String {
     let mut all = vec![format!("{anchor} {eq} {outer}")];
     all.extend(conds.iter().cloned());
-    format!(
-        "EXISTS (SELECT 1 FROM {from} WHERE {} HAVING {having})",
-        all.join(" AND ")
-    )
+    let rows = match cap {
+        None => format!("{from} WHERE {}", all.join(" AND ")),
+        Some((limit, alias)) => format!(
+            "(SELECT 1 FROM {from} WHERE {} LIMIT {limit}) {alias}",
+            all.join(" AND ")
+        ),
+    };
+    format!("EXISTS (SELECT 1 FROM {rows} HAVING {having})")
 }

@@ -764,7 +764,8 @@ fn junctions_with_and_without_a_profile_key() {
 
 /// Per profile (for the few profiles an incremental compute evaluates), counts and
 /// aggregates are correlated aggregate queries: HAVING without GROUP BY decides for the
-/// empty set too, so "exactly 0" needs no anti-join. Same parameters as grouped.
+/// empty set too, so "exactly 0" needs no anti-join. A count alone reads at most its
+/// threshold + 1 rows (one more parameter than grouped, after the same ones).
 #[test]
 fn per_profile_counts_are_correlated() {
     let owly = json!({"relationship": "credit_cards",
@@ -778,9 +779,10 @@ fn per_profile_counts_are_correlated() {
     });
     assert_eq!(
         per.condition,
-        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1::text JOIN public.credit_cards r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND (r3.name = $2::text) AND EXISTS (SELECT 1 FROM public.transactions r4 WHERE r4.card_id = r3.id HAVING pg_catalog.count(*) > $3::pg_catalog.int8))"
+        "EXISTS (SELECT 1 FROM public.profile_identifiers i2 JOIN public.accounts r1 ON r1.email = i2.value AND i2.type = $1::text JOIN public.credit_cards r3 ON r3.account_id = r1.id WHERE i2.profile_id = p.id AND (r3.name = $2::text) AND EXISTS (SELECT 1 FROM (SELECT 1 FROM public.transactions r4 WHERE r4.card_id = r3.id LIMIT $4::pg_catalog.int8) c6 HAVING pg_catalog.count(*) > $3::pg_catalog.int8))"
     );
-    assert_eq!(per.params, grouped.params);
+    assert_eq!(per.params[..3], grouped.params[..]);
+    assert_eq!(per.params[3], ParamValue::Text("6".into()));
     let none = ctx_with(&[], |ctx| {
         compile_for(
             ctx,
@@ -792,8 +794,21 @@ fn per_profile_counts_are_correlated() {
     });
     assert_eq!(
         none.condition,
-        "EXISTS (SELECT 1 FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id WHERE r1.id = p.household_id HAVING pg_catalog.count(*) = $1::pg_catalog.int8)"
+        "EXISTS (SELECT 1 FROM (SELECT 1 FROM public.households r1 JOIN public.pets r2 ON r2.household_id = r1.id WHERE r1.id = p.household_id LIMIT $2::pg_catalog.int8) c4 HAVING pg_catalog.count(*) = $1::pg_catalog.int8)"
     );
+    assert_eq!(none.params[1], ParamValue::Text("1".into()));
+    // Rows that can repeat are counted distinct, and an aggregate needs every row: no cap.
+    let spend = ctx_with(&[], |ctx| {
+        compile_for(
+            ctx,
+            &json!({"relationship": "transactions", "count": {"at_least": 2},
+                    "aggregate": {"fn": "sum", "column": "amount", "op": "gt", "value": 100}}),
+            None,
+            Strategy::PerProfile,
+        )
+        .unwrap()
+    });
+    assert!(!spend.condition.contains("LIMIT"), "{}", spend.condition);
 }
 
 /// Comparisons with now() are recorded, with the table and column they read, so an

@@ -42,7 +42,8 @@ def pred_trait(r):
 
 
 def count(r):
-    return r.choice([{"at_least": 1}, {"at_least": 2}, {"exactly": 0}, {"at_most": 1}, {"more_than": 3}])
+    return r.choice([{"at_least": 1}, {"at_least": 2}, {"exactly": 0}, {"exactly": 2}, {"at_most": 1},
+                     {"more_than": 3}, {"less_than": 2}])
 
 
 def rel(r, depth):
