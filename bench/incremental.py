@@ -31,26 +31,20 @@ AUDIENCES = [a for a in run.AUDIENCES if a[0] in ("cat_owners", "premium_subscri
 # than the share it is named by.)
 CHOSEN = ("(SELECT a.id FROM accounts a JOIN profile_identifiers i ON i.type = 'email' AND i.value = a.email "
           "WHERE i.profile_id % {m} = {r})")
-CHANGE = """
+# The change and its undoing are the same statements: the toggles undo themselves, and
+# the transactions' amounts go up by 450, then down.
+WRITE = """
 UPDATE pets SET type = CASE type WHEN 'cat' THEN 'dog' WHEN 'dog' THEN 'cat' ELSE type END
 WHERE household_id IN (SELECT household_id FROM profiles WHERE id % {m} = {r});
 UPDATE subscriptions SET status = CASE status WHEN 'active' THEN 'canceled' WHEN 'canceled' THEN 'active' ELSE status END
 WHERE account_id IN {chosen};
 UPDATE credit_cards SET name = CASE name WHEN 'Owly Card' THEN 'Other Card' ELSE 'Owly Card' END
 WHERE account_id IN {chosen};
-UPDATE transactions SET amount = amount + 450
+UPDATE transactions SET amount = amount {sign} 450
 WHERE card_id % 10 = 0 AND card_id IN (SELECT c.id FROM credit_cards c WHERE c.account_id IN {chosen});
 """.replace("{chosen}", CHOSEN)
-UNDO = """
-UPDATE pets SET type = CASE type WHEN 'cat' THEN 'dog' WHEN 'dog' THEN 'cat' ELSE type END
-WHERE household_id IN (SELECT household_id FROM profiles WHERE id % {m} = {r});
-UPDATE subscriptions SET status = CASE status WHEN 'active' THEN 'canceled' WHEN 'canceled' THEN 'active' ELSE status END
-WHERE account_id IN {chosen};
-UPDATE credit_cards SET name = CASE name WHEN 'Owly Card' THEN 'Other Card' ELSE 'Owly Card' END
-WHERE account_id IN {chosen};
-UPDATE transactions SET amount = amount - 450
-WHERE card_id % 10 = 0 AND card_id IN (SELECT c.id FROM credit_cards c WHERE c.account_id IN {chosen});
-""".replace("{chosen}", CHOSEN)
+CHANGE = WRITE.replace("{sign}", "+")
+UNDO = WRITE.replace("{sign}", "-")
 
 
 def fmt(ms):
