@@ -436,6 +436,7 @@ BEGIN
         -- Incremental computes: capture state, the change log, each audience's position.
         EXECUTE format('GRANT SELECT, UPDATE ON linked_audiences.capture TO %I', role);
         EXECUTE format('GRANT SELECT, DELETE ON linked_audiences.change_log TO %I', role);
+        EXECUTE format('GRANT SELECT, INSERT ON linked_audiences.capture_alive TO %I', role);
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON linked_audiences.compute_position TO %I', role);
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA linked_audiences TO %I', role);
     END IF;

@@ -337,13 +337,23 @@ CREATE TABLE linked_audiences.capture (
 INSERT INTO linked_audiences.capture DEFAULT VALUES;
 -- The link values of every row a captured statement touched (old and new), by writing
 -- transaction: shared by all audiences, each reading from its own position.
-CREATE TABLE linked_audiences.change_log (
+-- Unlogged: writers pay for a row in it on every captured statement, and without WAL
+-- it costs them less. A crash empties it (and a standby or a physical backup never
+-- has its rows); capture_alive tells that it happened.
+CREATE UNLOGGED TABLE linked_audiences.change_log (
     tx       xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
     relation text NOT NULL,
     col      text NOT NULL,
     value    text
 );
 CREATE INDEX change_log_tx ON linked_audiences.change_log (tx);
+-- Unlogged too, emptied by the same crash: while capture is on it holds a row written
+-- after the last crash (by the transaction in `since`, the one that turned capture on
+-- or the first compute after the crash). An audience continues incrementally only from
+-- a position whose snapshot sees such a row; every other computes in full once.
+CREATE UNLOGGED TABLE linked_audiences.capture_alive (
+    since xid8 NOT NULL
+);
 -- Where each audience's last compute left the warehouse: the snapshot taken before it
 -- read anything, and a fingerprint of what it computed (its query and parameters, the
 -- relationships it tracks, the graph): an incremental compute continues from there only
@@ -485,6 +495,7 @@ BEGIN
         -- Incremental computes: capture state, the change log, each audience's position.
         EXECUTE format('GRANT SELECT, UPDATE ON linked_audiences.capture TO %I', role);
         EXECUTE format('GRANT SELECT, DELETE ON linked_audiences.change_log TO %I', role);
+        EXECUTE format('GRANT SELECT, INSERT ON linked_audiences.capture_alive TO %I', role);
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON linked_audiences.compute_position TO %I', role);
         EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA linked_audiences TO %I', role);
     END IF;
@@ -502,6 +513,7 @@ BEGIN
     LOOP
         EXECUTE format('GRANT SELECT, UPDATE ON linked_audiences.capture TO %I', r);
         EXECUTE format('GRANT SELECT, DELETE ON linked_audiences.change_log TO %I', r);
+        EXECUTE format('GRANT SELECT, INSERT ON linked_audiences.capture_alive TO %I', r);
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON linked_audiences.compute_position TO %I', r);
     END LOOP;
 END

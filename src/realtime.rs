@@ -128,6 +128,7 @@ fn due_audiences() -> Vec<(String, String)> {
                         AND extversion NOT IN ('0.1.0', '0.2.0'))
                 AND pg_catalog.to_regclass('linked_audiences.compute_position') IS NOT NULL
                 AND pg_catalog.to_regclass('linked_audiences.change_log') IS NOT NULL
+                AND pg_catalog.to_regclass('linked_audiences.capture_alive') IS NOT NULL
                 AND pg_catalog.to_regclass('linked_audiences.capture') IS NOT NULL",
     )
     .ok()
@@ -152,7 +153,12 @@ fn due_audiences() -> Vec<(String, String)> {
                WHERE a.enabled AND ((cp.clock AND cp.at < pg_catalog.now() - interval '1 minute') OR EXISTS (
                    SELECT 1 FROM linked_audiences.change_log l
                    WHERE l.tx >= pg_catalog.pg_snapshot_xmin(cp.snapshot)
-                     AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot)))
+                     AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot))
+                   -- A crash emptied the log since the position: what it lost is
+                   -- computed in full at once, not at the next write.
+                   OR NOT EXISTS (
+                   SELECT FROM linked_audiences.capture_alive k
+                   WHERE pg_catalog.pg_visible_in_snapshot(k.since, cp.snapshot) OR k.since = cp.tx))
                GROUP BY a.key, a.owner, a.id) x",
     )
     .ok()

@@ -66,7 +66,8 @@ fn set_capture(enabled: bool) -> Result<Value> {
             drop_triggers(t)?;
         }
         jsonb_write(
-            "WITH c AS (UPDATE linked_audiences.capture SET enabled = false, started_tx = NULL, tables = '[]')
+            "WITH c AS (UPDATE linked_audiences.capture SET enabled = false, started_tx = NULL, tables = '[]'),
+                  a AS (DELETE FROM linked_audiences.capture_alive)
              DELETE FROM linked_audiences.change_log RETURNING '{}'::pg_catalog.jsonb",
             &[],
         )?;
@@ -122,8 +123,12 @@ fn set_capture(enabled: bool) -> Result<Value> {
         );
     }
     let tables: Vec<&Value> = captured.iter().map(|c| &c["table"]).collect();
+    // The log is complete from here on (again, when a crash had emptied it).
     jsonb_write(
-        "UPDATE linked_audiences.capture
+        "WITH a AS (INSERT INTO linked_audiences.capture_alive (since)
+                    SELECT pg_catalog.pg_current_xact_id()
+                    WHERE NOT EXISTS (SELECT FROM linked_audiences.capture_alive))
+         UPDATE linked_audiences.capture
          SET tables = $1, started_tx = CASE WHEN enabled THEN started_tx ELSE pg_catalog.pg_current_xact_id() END,
              enabled = true
          RETURNING '{}'::pg_catalog.jsonb",

@@ -79,32 +79,69 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Where a statement's rows are read from: its transition tables, by the names the
+/// trigger gave them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rows {
+    /// An INSERT's new rows or a DELETE's old rows (`la_new_rows` / `la_old_rows`).
+    One(&'static str),
+    /// An UPDATE's old and new rows.
+    Both,
+    /// A TRUNCATE: no rows, the fact itself is recorded.
+    Truncate,
+}
+
 /// The INSERT recording one statement's changes to `relation`: the distinct
-/// (column, value) pairs of the rows in `rows_from`, or the TRUNCATE marker.
-pub fn record_sql(relation: &str, columns: &[String], rows_from: Option<&str>) -> String {
-    let Some(rows_from) = rows_from else {
-        return format!(
-            "INSERT INTO linked_audiences.change_log (relation, col, value) VALUES ({}, '', NULL)",
-            quote_literal(relation)
-        );
+/// (column, value) pairs of the statement's rows, or the TRUNCATE marker.
+///
+/// `single`: the statement touched one row, the common case of a writer's small
+/// transaction. Its pairs are distinct as they come (one per column; an UPDATE's old
+/// value only where it differs from the new one), so the statement reads the row
+/// without the sort and de-duplication a set of rows needs: fewer plan nodes to start
+/// and end on every single-row statement.
+pub fn record_sql(relation: &str, columns: &[String], rows: Rows, single: bool) -> String {
+    let relation = quote_literal(relation);
+    let insert = "INSERT INTO linked_audiences.change_log (relation, col, value)";
+    let pair = |col: &str, value: String| format!("({}, {value})", quote_literal(col));
+    let text = |row: &str, col: &str| format!("{row}.{}::pg_catalog.text", quote_ident(col));
+    let values = |rows: &[&str]| -> String {
+        let pairs: Vec<String> = columns
+            .iter()
+            .flat_map(|c| rows.iter().map(move |r| pair(c, text(r, c))))
+            .collect();
+        pairs.join(", ")
     };
-    let values: Vec<String> = columns
-        .iter()
-        .map(|c| {
-            format!(
-                "({}, x.{}::pg_catalog.text)",
-                quote_literal(c),
-                quote_ident(c)
-            )
-        })
-        .collect();
-    format!(
-        "INSERT INTO linked_audiences.change_log (relation, col, value) \
-         SELECT DISTINCT {}, v.col, v.value FROM {rows_from} x, LATERAL (VALUES {}) v(col, value) \
-         WHERE v.value IS NOT NULL",
-        quote_literal(relation),
-        values.join(", ")
-    )
+    let filtered = |from: &str, values: String, distinct: &str| {
+        format!(
+            "{insert} SELECT {distinct}{relation}, v.col, v.value FROM {from}, \
+             LATERAL (VALUES {values}) v(col, value) WHERE v.value IS NOT NULL"
+        )
+    };
+    match (rows, single) {
+        (Rows::Truncate, _) => format!("{insert} VALUES ({relation}, '', NULL)"),
+        (Rows::One(table), true) => filtered(&format!("{table} x"), values(&["x"]), ""),
+        (Rows::One(table), false) => filtered(&format!("{table} x"), values(&["x"]), "DISTINCT "),
+        (Rows::Both, true) => {
+            let pairs: Vec<String> = columns
+                .iter()
+                .flat_map(|c| {
+                    [
+                        pair(c, text("n", c)),
+                        pair(
+                            c,
+                            format!("NULLIF({}, {})", text("o", c), text("n", c)),
+                        ),
+                    ]
+                })
+                .collect();
+            filtered("la_new_rows n, la_old_rows o", pairs.join(", "), "")
+        }
+        (Rows::Both, false) => filtered(
+            "(SELECT * FROM la_new_rows UNION ALL SELECT * FROM la_old_rows) x",
+            values(&["x"]),
+            "DISTINCT ",
+        ),
+    }
 }
 
 #[pg_trigger(sql = "
@@ -121,16 +158,28 @@ fn capture_rows<'a>(
     };
     let op = trigger.op()?;
     check_installed(trigger, relation, &op);
-    let rows_from = match op {
-        PgTriggerOperation::Insert => Some("la_new_rows"),
-        PgTriggerOperation::Delete => Some("la_old_rows"),
-        PgTriggerOperation::Update => {
-            Some("(SELECT * FROM la_new_rows UNION ALL SELECT * FROM la_old_rows)")
-        }
-        PgTriggerOperation::Truncate => None,
-    };
-    let sql = record_sql(relation, columns, rows_from);
     let data = trigger.trigger_data() as *const pg_sys::TriggerData as *mut pg_sys::TriggerData;
+    // SAFETY: the trigger data is the one Postgres called us with, valid for the call;
+    // a transition table the trigger does not declare is a null pointer, counted as 0.
+    let count = |t: *mut pg_sys::Tuplestorestate| {
+        if t.is_null() {
+            0
+        } else {
+            unsafe { pg_sys::tuplestore_tuple_count(t) }
+        }
+    };
+    let (new_rows, old_rows) = unsafe { (count((*data).tg_newtable), count((*data).tg_oldtable)) };
+    let (rows, single) = match op {
+        PgTriggerOperation::Insert => (Rows::One("la_new_rows"), new_rows == 1),
+        PgTriggerOperation::Delete => (Rows::One("la_old_rows"), old_rows == 1),
+        PgTriggerOperation::Update => (Rows::Both, new_rows == 1 && old_rows == 1),
+        PgTriggerOperation::Truncate => (Rows::Truncate, false),
+    };
+    // A statement that touched no row has nothing to record.
+    if rows != Rows::Truncate && new_rows + old_rows == 0 {
+        return Ok(None);
+    }
+    let sql = record_sql(relation, columns, rows, single);
     let done = Spi::connect_mut(|client| {
         // The transition tables, by the names the trigger gave them, for this connection.
         // SAFETY: the trigger data is the one Postgres called us with, valid for the call.
@@ -157,15 +206,42 @@ mod tests {
 
     #[test]
     fn records_link_values_and_truncates() {
+        let cols = ["id".to_string(), "hou\"se".to_string()];
         assert_eq!(
-            record_sql("public.pets", &["id".into(), "hou\"se".into()], Some("la_new_rows")),
+            record_sql("public.pets", &cols, Rows::One("la_new_rows"), false),
             "INSERT INTO linked_audiences.change_log (relation, col, value) SELECT DISTINCT 'public.pets', v.col, v.value \
              FROM la_new_rows x, LATERAL (VALUES ('id', x.\"id\"::pg_catalog.text), ('hou\"se', x.\"hou\"\"se\"::pg_catalog.text)) v(col, value) \
              WHERE v.value IS NOT NULL"
         );
         assert_eq!(
-            record_sql("public.o'k", &[], None),
+            record_sql("public.o'k", &[], Rows::Truncate, false),
             "INSERT INTO linked_audiences.change_log (relation, col, value) VALUES ('public.o''k', '', NULL)"
+        );
+    }
+
+    #[test]
+    fn a_single_row_is_recorded_without_deduplication() {
+        let cols = ["id".to_string(), "household_id".to_string()];
+        assert_eq!(
+            record_sql("public.pets", &cols, Rows::One("la_old_rows"), true),
+            "INSERT INTO linked_audiences.change_log (relation, col, value) SELECT 'public.pets', v.col, v.value \
+             FROM la_old_rows x, LATERAL (VALUES ('id', x.\"id\"::pg_catalog.text), ('household_id', x.\"household_id\"::pg_catalog.text)) v(col, value) \
+             WHERE v.value IS NOT NULL"
+        );
+        // An update's old value only where it differs from the new one.
+        assert_eq!(
+            record_sql("public.pets", &cols[1..], Rows::Both, true),
+            "INSERT INTO linked_audiences.change_log (relation, col, value) SELECT 'public.pets', v.col, v.value \
+             FROM la_new_rows n, la_old_rows o, LATERAL (VALUES ('household_id', n.\"household_id\"::pg_catalog.text), \
+             ('household_id', NULLIF(o.\"household_id\"::pg_catalog.text, n.\"household_id\"::pg_catalog.text))) v(col, value) \
+             WHERE v.value IS NOT NULL"
+        );
+        // Several rows: both sides, de-duplicated.
+        assert_eq!(
+            record_sql("public.pets", &cols[..1], Rows::Both, false),
+            "INSERT INTO linked_audiences.change_log (relation, col, value) SELECT DISTINCT 'public.pets', v.col, v.value \
+             FROM (SELECT * FROM la_new_rows UNION ALL SELECT * FROM la_old_rows) x, \
+             LATERAL (VALUES ('id', x.\"id\"::pg_catalog.text)) v(col, value) WHERE v.value IS NOT NULL"
         );
     }
 }

@@ -540,6 +540,10 @@ fn incremental_from(
              'at', cp.at,
              'same', cp.fingerprint = $2,
              'capture_before', pg_catalog.pg_visible_in_snapshot(c.started_tx, cp.snapshot) OR c.started_tx = cp.tx,
+             -- The log has lost no row since the position: it was written after the last
+             -- crash (capture_alive is emptied with the log).
+             'alive', EXISTS (SELECT FROM linked_audiences.capture_alive k
+                              WHERE pg_catalog.pg_visible_in_snapshot(k.since, cp.snapshot) OR k.since = cp.tx),
              'pruned', c.pruned_before IS NOT NULL AND pg_catalog.pg_snapshot_xmin(cp.snapshot) < c.pruned_before,
              'truncated', coalesce(log.truncated, false),
              'pending', coalesce(log.pending, false),
@@ -576,6 +580,9 @@ fn incremental_from(
             "capture was not on for the whole interval since the last compute".into(),
         ));
     }
+    if s["alive"] != json!(true) {
+        return Ok(Err("the change log was emptied by a crash (or a failover, or a restore from a physical backup) since the last compute: it is not WAL-logged".into()));
+    }
     if s["same"] != json!(true) {
         return Ok(Err("the audience, an audience it references, the relationships its activations track or the graph changed since the last compute, or it was computed by another role or in another time zone".into()));
     }
@@ -606,11 +613,18 @@ fn incremental_from(
 }
 
 /// Where this compute left the warehouse; and the change log no audience needs any
-/// more (every enabled audience's position sees it) is pruned.
+/// more (every enabled audience's position sees it) is pruned. When a crash emptied
+/// the log, this compute (a full one) says it is complete again from here on: the
+/// position's snapshot was taken after the crash, so every change it does not see is
+/// in the log.
 fn record_position(audience_id: i64, snapshot: &str, fingerprint: &str, clock: bool) {
     ok_or_raise(
         Spi::run_with_args(
-            "INSERT INTO linked_audiences.compute_position (audience_id, snapshot, tx, at, clock, fingerprint)
+            "WITH alive AS (
+                 INSERT INTO linked_audiences.capture_alive (since)
+                 SELECT pg_catalog.pg_current_xact_id() FROM linked_audiences.capture c
+                 WHERE c.enabled AND NOT EXISTS (SELECT FROM linked_audiences.capture_alive))
+             INSERT INTO linked_audiences.compute_position (audience_id, snapshot, tx, at, clock, fingerprint)
              VALUES ($1, $2::pg_catalog.pg_snapshot, pg_catalog.pg_current_xact_id(), pg_catalog.now(), $4, $3)
              ON CONFLICT (audience_id) DO UPDATE
              SET snapshot = excluded.snapshot, tx = excluded.tx, at = excluded.at, clock = excluded.clock,
