@@ -13,6 +13,7 @@ q() { "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -d "$db" "
 scripts/cluster.sh stop "$dir"
 rm -rf "$dir"
 trap 'scripts/cluster.sh stop "$dir"' EXIT
+trap 'echo "realtime: failed at line $LINENO"; tail -20 "$dir/server.log"' ERR
 scripts/cluster.sh start "$dir" "$port" "$db" realtime
 
 q >/dev/null <<'SQL'
@@ -67,15 +68,43 @@ done
 [ "$(q -c "SELECT count(*) FROM linked_audiences.runs r JOIN linked_audiences.audience a ON a.id = r.audience_id WHERE a.key = 'broken' AND r.status = 'failed'")" -ge 1 ] \
   || fail "the failing audience left no failed run"
 
-# Killed, the worker comes back (restart after 5 s) and goes on.
+# Killed, the worker comes back (restart after 5 s) and goes on. A process killed with
+# SIGKILL is a crash to the postmaster: every session ends and crash recovery empties the
+# unlogged change log. A change committed while the worker was paused (realtime off), so
+# captured but not yet computed, is lost from the log with it; capture_alive tells, and
+# the worker computes cat_owners in full as soon as it is back: Eve's event arrives
+# though no write follows the crash.
+q -c "ALTER SYSTEM SET linked_audiences.realtime = off" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1.5
+# (A durable commit: the test cluster commits asynchronously, and a crash loses the last
+# asynchronous commits themselves, not only their log rows.)
+q -c "SET synchronous_commit = on" -c "UPDATE pets SET type = 'cat' WHERE name = 'Spot'"
+[ "$(q -c "SELECT count(*) FROM linked_audiences.change_log WHERE relation = 'public.pets'")" -ge 1 ] \
+  || fail "the change was not captured"
+[ "$(q -c "SELECT count(*) FROM linked_audiences.outbox WHERE aggregateid = 'u-5'")" = 0 ] \
+  || fail "the paused worker computed"
 pid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'linked_audiences realtime'")
 [ -n "$pid" ] || fail "no worker in pg_stat_activity"
 kill -9 "$pid" 2>/dev/null || as_server kill -9 "$pid"
 sleep 1
 for _ in $(seq 1 100); do
-  "$PGBIN/pg_isready" -q -h "$dir" -p "$port" && break; sleep 0.2
+  "$PGBIN/pg_isready" -q -h "$dir" -p "$port" && q -c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2
 done
+grep -q "terminating any other active server processes\|all server processes terminated" "$dir/server.log" \
+  || fail "the SIGKILL did not make a crash restart"
+[ "$(q -c "SELECT count(*) FROM linked_audiences.change_log")" = 0 ] || fail "crash recovery left the change log"
+[ "$(q -c "SELECT count(*) FROM linked_audiences.capture_alive")" = 0 ] || fail "crash recovery left capture_alive"
 t1=$(( $(date +%s%N) / 1000000 ))
-q -c "UPDATE pets SET type = 'cat' WHERE name = 'Spot'"
-ms2=$(wait_event "$t1" u-5) || fail "no event for u-5 after the worker was killed"
-echo "realtime: ok (worker computed cat_owners as its owner: Bob's event in the outbox ${ms} ms after the commit; a failing audience recorded failed runs while the others went on; after a SIGKILL and restart, Eve's event after ${ms2} ms)"
+q -c "ALTER SYSTEM SET linked_audiences.realtime = on" -c "SELECT pg_reload_conf()" >/dev/null
+ms2=$(wait_event "$t1" u-5) || fail "no event for u-5 after the crash"
+mode=$(q -c "SELECT r.mode FROM linked_audiences.runs r JOIN linked_audiences.audience a ON a.id = r.audience_id
+             WHERE a.key = 'cat_owners' AND r.status = 'succeeded' ORDER BY r.id DESC LIMIT 1")
+[ "$mode" = full ] || fail "after the crash cat_owners computed $mode, not full"
+# From then on incremental again: Dan moves into Bob's household (Bubbles is a cat).
+t2=$(( $(date +%s%N) / 1000000 ))
+q -c "UPDATE profiles SET household_id = 2 WHERE id = 4"
+ms3=$(wait_event "$t2" u-4) || fail "no event for u-4 after the crash"
+mode=$(q -c "SELECT r.mode FROM linked_audiences.runs r JOIN linked_audiences.audience a ON a.id = r.audience_id
+             WHERE a.key = 'cat_owners' AND r.status = 'succeeded' ORDER BY r.id DESC LIMIT 1")
+[ "$mode" = incremental ] || fail "the compute after the crash's full one was $mode, not incremental"
+echo "realtime: ok (worker computed cat_owners as its owner: Bob's event in the outbox ${ms} ms after the commit; a failing audience recorded failed runs while the others went on; after a SIGKILL (a crash: the unlogged change log emptied, a captured change lost from it) the worker computed in full at once: Eve's event ${ms2} ms after it was turned on again, then incremental: Dan's ${ms3} ms after the commit)"
