@@ -106,6 +106,8 @@ mod pg_tests;
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests_cache;
 #[cfg(any(test, feature = "pg_test"))]
+mod pg_tests_capture;
+#[cfg(any(test, feature = "pg_test"))]
 mod pg_tests_types;
 
 /// Required by `cargo pgrx test`.

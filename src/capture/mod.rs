@@ -17,6 +17,7 @@
 //! profile) gives every profile whose conditions may have changed.
 
 pub mod api;
+pub(crate) mod direct;
 mod trigger;
 
 use crate::compile::sql::{quote_literal, Params};

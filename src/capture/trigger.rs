@@ -127,10 +127,7 @@ pub fn record_sql(relation: &str, columns: &[String], rows: Rows, single: bool) 
                 .flat_map(|c| {
                     [
                         pair(c, text("n", c)),
-                        pair(
-                            c,
-                            format!("NULLIF({}, {})", text("o", c), text("n", c)),
-                        ),
+                        pair(c, format!("NULLIF({}, {})", text("o", c), text("n", c))),
                     ]
                 })
                 .collect();
@@ -177,6 +174,10 @@ fn capture_rows<'a>(
     };
     // A statement that touched no row has nothing to record.
     if rows != Rows::Truncate && new_rows + old_rows == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the trigger data Postgres called us with.
+    if single && unsafe { super::direct::record_single_row(data, relation, columns) } {
         return Ok(None);
     }
     let sql = record_sql(relation, columns, rows, single);
