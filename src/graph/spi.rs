@@ -109,7 +109,7 @@ FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::
 
 /// Tables a user could have meant, for hints.
 const CANDIDATES_SQL: &str = r#"
-SELECT coalesce(pg_catalog.jsonb_agg(n.nspname || '.' || c.relname ORDER BY 1), '[]')
+SELECT coalesce(pg_catalog.jsonb_agg(n.nspname || '.' || c.relname ORDER BY n.nspname, c.relname), '[]')
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
