@@ -104,11 +104,9 @@ pub fn record_sql(relation: &str, columns: &[String], rows: Rows, single: bool) 
     let insert = "INSERT INTO linked_audiences.change_log (relation, col, value)";
     let pair = |col: &str, value: String| format!("({}, {value})", quote_literal(col));
     let text = |row: &str, col: &str| format!("{row}.{}::pg_catalog.text", quote_ident(col));
-    let values = |rows: &[&str]| -> String {
-        let pairs: Vec<String> = columns
-            .iter()
-            .flat_map(|c| rows.iter().map(move |r| pair(c, text(r, c))))
-            .collect();
+    // Each column's value in the row `x`.
+    let values = || -> String {
+        let pairs: Vec<String> = columns.iter().map(|c| pair(c, text("x", c))).collect();
         pairs.join(", ")
     };
     let filtered = |from: &str, values: String, distinct: &str| {
@@ -119,8 +117,8 @@ pub fn record_sql(relation: &str, columns: &[String], rows: Rows, single: bool) 
     };
     match (rows, single) {
         (Rows::Truncate, _) => format!("{insert} VALUES ({relation}, '', NULL)"),
-        (Rows::One(table), true) => filtered(&format!("{table} x"), values(&["x"]), ""),
-        (Rows::One(table), false) => filtered(&format!("{table} x"), values(&["x"]), "DISTINCT "),
+        (Rows::One(table), true) => filtered(&format!("{table} x"), values(), ""),
+        (Rows::One(table), false) => filtered(&format!("{table} x"), values(), "DISTINCT "),
         (Rows::Both, true) => {
             let pairs: Vec<String> = columns
                 .iter()
@@ -135,7 +133,7 @@ pub fn record_sql(relation: &str, columns: &[String], rows: Rows, single: bool) 
         }
         (Rows::Both, false) => filtered(
             "(SELECT * FROM la_new_rows UNION ALL SELECT * FROM la_old_rows) x",
-            values(&["x"]),
+            values(),
             "DISTINCT ",
         ),
     }

@@ -392,44 +392,53 @@ fn compute(key: &str, mode: &str) -> JsonB {
         refresh_stats_if_big("linked_audiences.outbox_state", events_written, known);
     }
     // Each enabled activation has had its first compute: from now on it sends changes.
-    if current {
+    // (Only the activations this compute loaded: one created meanwhile starts with the
+    // next compute.)
+    if current && !activations.is_empty() {
         ok_or_raise(
             Spi::run_with_args(
                 "UPDATE linked_audiences.activation SET first_run_id = $2
-                 WHERE audience_id = $1 AND enabled AND first_run_id IS NULL",
-                &[stored.id.into(), run.into()],
+                 WHERE audience_id = $1 AND enabled AND first_run_id IS NULL AND id = ANY ($3)",
+                &[
+                    stored.id.into(),
+                    run.into(),
+                    activations
+                        .iter()
+                        .map(|a| a.id)
+                        .collect::<Vec<i64>>()
+                        .into(),
+                ],
             )
             .map_err(internal),
         );
     }
     if current {
         record_position(stored.id, &snapshot, &fingerprint, compiled.uses_now);
-        ok_or_raise(
-            Spi::run_with_args(
-                "UPDATE linked_audiences.runs SET mode = $2, profiles_evaluated = $3 WHERE id = $1",
-                &[
-                    run.into(),
-                    (if incremental { "incremental" } else { "full" }).into(),
-                    evaluated.into(),
-                ],
-            )
-            .map_err(internal),
-        );
     }
+    let mode = if incremental { "incremental" } else { "full" };
     let duration_ms = started.elapsed().as_millis() as i64;
+    // The run's outcome in one statement, with 0.3.0's mode and profiles evaluated when
+    // the schema has them (an earlier schema's statement leaves $9 and $10 unused).
+    let outcome = if current {
+        ", mode = $9, profiles_evaluated = $10"
+    } else {
+        ""
+    };
     ok_or_raise(jsonb_write(
-        "WITH r AS (
-             UPDATE linked_audiences.runs SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp(),
-                 members = $2, entered = $3, exited = $4, entities_added = $5, entities_removed = $6,
-                 events_written = $7, events_truncated = $8
-             WHERE id = $1 RETURNING audience_id)
-         UPDATE linked_audiences.audience a SET last_run_id = $1 FROM r WHERE a.id = r.audience_id
-         RETURNING '{}'::pg_catalog.jsonb",
-        &[run.into(), members.into(), entered.into(), exited.into(), added.into(), removed.into(), events_written.into(), truncated.into()],
+        &format!(
+            "WITH r AS (
+                 UPDATE linked_audiences.runs SET status = 'succeeded', finished_at = pg_catalog.clock_timestamp(),
+                     members = $2, entered = $3, exited = $4, entities_added = $5, entities_removed = $6,
+                     events_written = $7, events_truncated = $8{outcome}
+                 WHERE id = $1 RETURNING audience_id)
+             UPDATE linked_audiences.audience a SET last_run_id = $1 FROM r WHERE a.id = r.audience_id
+             RETURNING '{{}}'::pg_catalog.jsonb"
+        ),
+        &[run.into(), members.into(), entered.into(), exited.into(), added.into(), removed.into(), events_written.into(), truncated.into(), mode.into(), evaluated.into()],
     ));
     JsonB(json!({
         "run_id": run,
-        "mode": if incremental { "incremental" } else { "full" },
+        "mode": mode,
         "profiles_evaluated": evaluated,
         "members": members,
         "entered": entered,
