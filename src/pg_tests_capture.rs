@@ -140,28 +140,33 @@ mod tests {
     #[pg_test]
     fn single_and_multi_row_statements_record_the_same_values() {
         Spi::run("SET TimeZone = 'Europe/Paris'").unwrap();
-        // Types whose text is their output function's: recorded directly.
-        check("integer", "7", "-12", true);
-        check("bigint", "9007199254740993", "-1", true);
-        check("text", "a'b", "ünï \"x\"", true);
-        check("character varying(20)", "Mixed Case", "x", true);
-        check(
-            "uuid",
-            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
-            "00000000-0000-0000-0000-000000000001",
-            true,
-        );
-        check("numeric", "1.50", "100000000000000000000.000001", true);
-        check("date", "2024-02-29", "1999-12-31", true);
-        check(
-            "timestamp with time zone",
-            "2024-03-31 02:30:00+00",
-            "2024-10-27 01:15:00+00",
-            true,
-        );
-        // Types whose cast to text is a function of its own (trailing blanks trimmed,
-        // 'true' for 't'): through the INSERT, whatever the row count.
-        check("character(6)", "ab", "cd  e", false);
-        check("boolean", "true", "false", false);
+        // (type, two values, recorded directly): types whose text is their output
+        // function's are; those whose cast to text is a function of its own (trailing
+        // blanks trimmed, 'true' for 't') go through the INSERT, whatever the row count.
+        let types = [
+            ("integer", "7", "-12", true),
+            ("bigint", "9007199254740993", "-1", true),
+            ("text", "a'b", "ünï \"x\"", true),
+            ("character varying(20)", "Mixed Case", "x", true),
+            (
+                "uuid",
+                "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+                "00000000-0000-0000-0000-000000000001",
+                true,
+            ),
+            ("numeric", "1.50", "100000000000000000000.000001", true),
+            ("date", "2024-02-29", "1999-12-31", true),
+            (
+                "timestamp with time zone",
+                "2024-03-31 02:30:00+00",
+                "2024-10-27 01:15:00+00",
+                true,
+            ),
+            ("character(6)", "ab", "cd  e", false),
+            ("boolean", "true", "false", false),
+        ];
+        for (ty, a, b, direct) in types {
+            check(ty, a, b, direct);
+        }
     }
 }
