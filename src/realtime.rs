@@ -7,7 +7,8 @@
 //! run as the role that owns the audience (`SET LOCAL ROLE`), so grants and row-level
 //! security give the members that role's own compute would; computes go through
 //! `la_compute_audience`, which records a failure as a failed run and returns, so one
-//! failing audience never stops the others. The postmaster restarts the worker after a
+//! failing audience never stops the others (and is tried again with a backoff, see
+//! `due_audiences`). The postmaster restarts the worker after a
 //! crash; SIGTERM stops it between computes.
 
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
@@ -159,6 +160,21 @@ fn due_audiences() -> Vec<(String, String)> {
                    OR NOT EXISTS (
                    SELECT FROM linked_audiences.capture_alive k
                    WHERE pg_catalog.pg_visible_in_snapshot(k.since, cp.snapshot) OR k.since = cp.tx))
+               -- An audience whose last computes failed waits before the next try: 1 s
+               -- after one failure, twice as long after each further one, 5 minutes at
+               -- most (else a failing audience fails, and writes a failed run, at every
+               -- interval while its changes stay pending).
+               AND NOT EXISTS (
+                   SELECT FROM (
+                       SELECT coalesce(pg_catalog.min(x.n) FILTER (WHERE x.status <> 'failed'),
+                                                  pg_catalog.count(*) + 1) - 1 AS failures,
+                              pg_catalog.max(x.started_at) AS last
+                       FROM (SELECT r.status, r.started_at, pg_catalog.row_number() OVER (ORDER BY r.id DESC) AS n
+                             FROM linked_audiences.runs r WHERE r.audience_id = a.id
+                             ORDER BY r.id DESC LIMIT 10) x) f
+                   WHERE f.failures > 0
+                     AND f.last > pg_catalog.clock_timestamp()
+                         - LEAST(interval '5 minutes', interval '1 second' * pg_catalog.power(2, f.failures - 1)))
                GROUP BY a.key, a.owner, a.id) x",
     )
     .ok()

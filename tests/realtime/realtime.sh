@@ -107,4 +107,17 @@ ms3=$(wait_event "$t2" u-4) || fail "no event for u-4 after the crash"
 mode=$(q -c "SELECT r.mode FROM linked_audiences.runs r JOIN linked_audiences.audience a ON a.id = r.audience_id
              WHERE a.key = 'cat_owners' AND r.status = 'succeeded' ORDER BY r.id DESC LIMIT 1")
 [ "$mode" = incremental ] || fail "the compute after the crash's full one was $mode, not incremental"
-echo "realtime: ok (worker computed cat_owners as its owner: Bob's event in the outbox ${ms} ms after the commit; a failing audience recorded failed runs while the others went on; after a SIGKILL (a crash: the unlogged change log emptied, a captured change lost from it) the worker computed in full at once: Eve's event ${ms2} ms after it was turned on again, then incremental: Dan's ${ms3} ms after the commit)"
+# The failing audience was retried with a backoff (1 s after one failure, doubling, at
+# most 5 minutes), not at every 200 ms interval while its changes stayed pending: each
+# failed run at least a second after the one before, and few of them.
+failed=$(q -c "SELECT count(*) FROM linked_audiences.runs r JOIN linked_audiences.audience a ON a.id = r.audience_id
+               WHERE a.key = 'broken' AND r.status = 'failed'")
+gaps=$(q -c "SELECT coalesce(string_agg(round(extract(epoch FROM x.started_at - x.before)::numeric, 1)::text, ' ' ORDER BY x.id), '')
+             FROM (SELECT r.id, r.started_at, lag(r.started_at) OVER (ORDER BY r.id) AS before
+                   FROM linked_audiences.runs r JOIN linked_audiences.audience a ON a.id = r.audience_id
+                   WHERE a.key = 'broken' AND r.status = 'failed') x WHERE x.before IS NOT NULL")
+[ "$failed" -ge 1 ] && [ "$failed" -le 12 ] || fail "the failing audience failed $failed times (gaps: $gaps s)"
+for g in $gaps; do
+  awk -v g="$g" 'BEGIN { exit !(g >= 0.95) }' || fail "the failing audience was retried after $g s (gaps: $gaps s)"
+done
+echo "realtime: ok (worker computed cat_owners as its owner: Bob's event in the outbox ${ms} ms after the commit; a failing audience recorded $failed failed runs, retried after ${gaps// /, } s, while the others went on; after a SIGKILL (a crash: the unlogged change log emptied, a captured change lost from it) the worker computed in full at once: Eve's event ${ms2} ms after it was turned on again, then incremental: Dan's ${ms3} ms after the commit)"
