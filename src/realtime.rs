@@ -138,7 +138,7 @@ fn due_audiences() -> Vec<(String, String)> {
     if !ready {
         return vec![];
     }
-    let due = Spi::get_one::<pgrx::JsonB>(
+    let due = Spi::get_one::<pgrx::JsonB>(&format!(
         "WITH RECURSIVE d(key, depth) AS (
              SELECT a.key, 0 FROM linked_audiences.audience a
              UNION ALL
@@ -157,9 +157,7 @@ fn due_audiences() -> Vec<(String, String)> {
                      AND NOT pg_catalog.pg_visible_in_snapshot(l.tx, cp.snapshot))
                    -- A crash emptied the log since the position: what it lost is
                    -- computed in full at once, not at the next write.
-                   OR NOT EXISTS (
-                   SELECT FROM linked_audiences.capture_alive k
-                   WHERE pg_catalog.pg_visible_in_snapshot(k.since, cp.snapshot) OR k.since = cp.tx))
+                   OR NOT {alive})
                -- An audience whose last computes failed waits before the next try: 1 s
                -- after one failure, twice as long after each further one, 5 minutes at
                -- most (else a failing audience fails, and writes a failed run, at every
@@ -176,7 +174,8 @@ fn due_audiences() -> Vec<(String, String)> {
                      AND f.last > pg_catalog.clock_timestamp()
                          - LEAST(interval '5 minutes', interval '1 second' * pg_catalog.power(2, f.failures - 1)))
                GROUP BY a.key, a.owner, a.id) x",
-    )
+        alive = crate::capture::LOG_COMPLETE_SINCE_CP
+    ))
     .ok()
     .flatten()
     .map(|j| j.0)

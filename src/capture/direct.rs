@@ -70,6 +70,28 @@ unsafe fn only_row(
     }
 }
 
+/// The texts of the link columns in the one row of a transition table; none when the
+/// statement has no such table (an INSERT's old rows, a DELETE's new ones) or it is empty.
+unsafe fn row_texts(
+    rows: *mut pg_sys::Tuplestorestate,
+    desc: pg_sys::TupleDesc,
+    columns: &[(i32, pg_sys::Oid)],
+) -> Vec<Option<Vec<u8>>> {
+    if rows.is_null() {
+        return vec![];
+    }
+    // SAFETY: as `only_row` and `texts` require; the slot is dropped once read.
+    unsafe {
+        let slot = only_row(rows, desc);
+        if slot.is_null() {
+            return vec![];
+        }
+        let out = texts(slot, columns);
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        out
+    }
+}
+
 /// The text of each link column's value in `slot` (`None` for a NULL), as
 /// `column::pg_catalog.text` gives it.
 unsafe fn texts(
@@ -142,32 +164,9 @@ pub unsafe fn record_single_row(
         };
         // The pairs first (reading is all that can fail before the log is opened).
         let desc = (*rel).rd_att;
+        let new_texts = row_texts((*data).tg_newtable, desc, &links);
+        let old_texts = row_texts((*data).tg_oldtable, desc, &links);
         let mut pairs: Vec<(usize, Vec<u8>)> = Vec::with_capacity(columns.len() * 2);
-        let new = if (*data).tg_newtable.is_null() {
-            std::ptr::null_mut()
-        } else {
-            only_row((*data).tg_newtable, desc)
-        };
-        let old = if (*data).tg_oldtable.is_null() {
-            std::ptr::null_mut()
-        } else {
-            only_row((*data).tg_oldtable, desc)
-        };
-        let new_texts = if new.is_null() {
-            vec![]
-        } else {
-            texts(new, &links)
-        };
-        let old_texts = if old.is_null() {
-            vec![]
-        } else {
-            texts(old, &links)
-        };
-        for slot in [new, old] {
-            if !slot.is_null() {
-                pg_sys::ExecDropSingleTupleTableSlot(slot);
-            }
-        }
         for (i, value) in new_texts.iter().enumerate() {
             if let Some(v) = value {
                 pairs.push((i, v.clone()));

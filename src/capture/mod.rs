@@ -25,6 +25,13 @@ use crate::graph::catalog::{Catalog, Column, Table};
 use crate::graph::joins::{resolve, ResolvedJoin};
 use crate::graph::model::{DataGraph, Placed};
 
+/// Whether the change log has lost no row since the compute position `cp` (a
+/// `compute_position` row): a `capture_alive` row is written after the last crash (both
+/// tables are unlogged and emptied together) and the position's snapshot sees it, or the
+/// position's own compute wrote it. SQL, for a query where `cp` is in scope.
+pub const LOG_COMPLETE_SINCE_CP: &str = "EXISTS (SELECT FROM linked_audiences.capture_alive k
+    WHERE pg_catalog.pg_visible_in_snapshot(k.since, cp.snapshot) OR k.since = cp.tx)";
+
 /// One table to capture, with the link columns to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Captured<'a> {

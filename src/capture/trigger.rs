@@ -117,8 +117,11 @@ pub fn record_sql(relation: &str, columns: &[String], rows: Rows, single: bool) 
     };
     match (rows, single) {
         (Rows::Truncate, _) => format!("{insert} VALUES ({relation}, '', NULL)"),
-        (Rows::One(table), true) => filtered(&format!("{table} x"), values(), ""),
-        (Rows::One(table), false) => filtered(&format!("{table} x"), values(), "DISTINCT "),
+        (Rows::One(table), single) => filtered(
+            &format!("{table} x"),
+            values(),
+            if single { "" } else { "DISTINCT " },
+        ),
         (Rows::Both, true) => {
             let pairs: Vec<String> = columns
                 .iter()

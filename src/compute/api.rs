@@ -542,17 +542,15 @@ fn incremental_from(
         ));
     }
     let s = jsonb_row(
-        "SELECT pg_catalog.jsonb_build_object(
+        &format!("SELECT pg_catalog.jsonb_build_object(
              'capture', c.enabled,
              'tables', c.tables,
              'snapshot', cp.snapshot::pg_catalog.text,
              'at', cp.at,
              'same', cp.fingerprint = $2,
              'capture_before', pg_catalog.pg_visible_in_snapshot(c.started_tx, cp.snapshot) OR c.started_tx = cp.tx,
-             -- The log has lost no row since the position: it was written after the last
-             -- crash (capture_alive is emptied with the log).
-             'alive', EXISTS (SELECT FROM linked_audiences.capture_alive k
-                              WHERE pg_catalog.pg_visible_in_snapshot(k.since, cp.snapshot) OR k.since = cp.tx),
+             -- The log has lost no row since the position (no crash emptied it).
+             'alive', {alive},
              'pruned', c.pruned_before IS NOT NULL AND pg_catalog.pg_snapshot_xmin(cp.snapshot) < c.pruned_before,
              'truncated', coalesce(log.truncated, false),
              'pending', coalesce(log.pending, false),
@@ -569,6 +567,8 @@ fn incremental_from(
                -- Only the tables this audience reads: a change elsewhere cannot move it.
                AND l.relation = ANY ($3::pg_catalog.text[])
              HAVING pg_catalog.count(*) > 0) log ON true",
+            alive = crate::capture::LOG_COMPLETE_SINCE_CP
+        ),
         &[
             audience_id.into(),
             fingerprint.into(),
